@@ -1,0 +1,100 @@
+//! Command-line front end: one file per subcommand, each an argument struct and a
+//! `run()`. No domain logic lives here.
+
+pub mod config_cmd;
+pub mod demo;
+pub mod limits;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A config problem; the message is printed on stderr, exit 2.
+    #[error("{0}")]
+    Config(String),
+    /// Bad arguments; exit 2.
+    #[error("{0}")]
+    Usage(String),
+    /// Something failed at run time; exit 1.
+    #[error("{0}")]
+    Runtime(String),
+    /// Everything was already reported; just exit with this code.
+    #[error("")]
+    Exit(i32),
+}
+
+impl CliError {
+    pub fn code(&self) -> i32 {
+        match self {
+            CliError::Config(_) | CliError::Usage(_) => 2,
+            CliError::Runtime(_) => 1,
+            CliError::Exit(c) => *c,
+        }
+    }
+}
+
+pub type CliResult = Result<(), CliError>;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ds01",
+    version,
+    about = "Fair per-user resource limits for shared Docker servers",
+    long_about = "Fair per-user resource limits for shared Docker servers.\n\n\
+        ds01 reads resource-limits.yaml, turns each user's aggregate limits into systemd \
+        slices, places containers in them, and shows everyone what is happening.\n\n\
+        Exit codes: 0 ok, 1 runtime failure, 2 usage or config error."
+)]
+pub struct Cli {
+    /// Config file [default: $DS01_CONFIG, else /etc/ds01/resource-limits.yaml, else
+    /// /opt/ds01-infra/config/runtime/resource-limits.yaml]
+    #[arg(long, global = true, env = "DS01_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the configuration files and report every problem found.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCmd),
+    /// Show the limits that apply to a user.
+    Limits(limits::LimitsArgs),
+    /// Run the chain on an embedded demo config in a temporary directory.
+    Demo(demo::DemoArgs),
+}
+
+pub fn run(cli: Cli) -> CliResult {
+    let config = crate::paths::config_path(cli.config.as_deref());
+    match cli.command {
+        Command::Config(c) => config_cmd::run(c, &config),
+        Command::Limits(a) => limits::run(a, &config),
+        Command::Demo(a) => demo::run(a),
+    }
+}
+
+/// Load the config for a command that needs a valid one: every error is printed
+/// and the command stops with exit 2. Warnings are left to `ds01 config check`.
+pub fn load_valid_config(path: &std::path::Path) -> Result<crate::config::Config, CliError> {
+    let loaded = crate::config::load(path);
+    if loaded.diagnostics.has_errors() || loaded.config.is_none() {
+        let mut msg = String::new();
+        for d in &loaded.diagnostics.items {
+            if d.severity == crate::config::Severity::Error {
+                msg.push_str(&format!("{d}\n"));
+            }
+        }
+        msg.push_str(&format!(
+            "ds01: the config {} has errors; fix them (ds01 config check) and try again",
+            path.display()
+        ));
+        return Err(CliError::Config(msg));
+    }
+    loaded
+        .config
+        .ok_or_else(|| CliError::Config(format!("cannot load {}", path.display())))
+}

@@ -1,0 +1,14 @@
+//! `resource-limits.yaml` and the files beside it: model, loading with diagnostics,
+//! validation and per-user resolution.
+
+pub mod diag;
+pub mod load;
+pub mod model;
+pub mod resolve;
+pub mod validate;
+pub mod yaml;
+
+pub use diag::{Diagnostic, Diagnostics, Severity};
+pub use load::{Loaded, load};
+pub use model::{Aggregate, Config, ContainerLimits, Group, Member, Override};
+pub use resolve::{Membership, Resolved};

@@ -1,0 +1,231 @@
+//! The typed config: what `resource-limits.yaml`, `groups/*.members` and
+//! `user-overrides.yaml` say, after decoding. `None` = the key is absent ("not
+//! configured"); `Some(Limit::Max)` = the key is `null` ("unlimited").
+
+use crate::units::{CpuQuota, Limit, format_docker_size, format_number, format_systemd_size};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Per-container limits and lifecycle settings (in `defaults`, a group or an override).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerLimits {
+    pub max_cpus: Option<Limit<f64>>,
+    pub memory: Option<Limit<u64>>,
+    pub memory_swap: Option<Limit<u64>>,
+    pub shm_size: Option<Limit<u64>>,
+    pub pids_limit: Option<Limit<u64>>,
+    pub max_containers_per_user: Option<Limit<u64>>,
+    pub max_tasks: Option<Limit<u64>>,
+    pub max_runtime_h: Option<Limit<f64>>,
+    pub idle_timeout_h: Option<Limit<f64>>,
+    pub gpu_hold_after_stop_h: Option<Limit<f64>>,
+    pub container_hold_after_stop_h: Option<Limit<f64>>,
+    pub allow_full_gpu: Option<bool>,
+    pub max_gpu_equivalents: Option<Limit<f64>>,
+    pub max_gpu_slots_per_container: Option<Limit<u64>>,
+    /// Legacy scheduling priority; read and kept, not used.
+    pub priority: Option<Limit<i64>>,
+}
+
+macro_rules! overlay_fields {
+    ($base:expr, $top:expr, $($f:ident),*) => {
+        ContainerLimits { $($f: $top.$f.or($base.$f),)* }
+    };
+}
+
+impl ContainerLimits {
+    /// `self` with every key that `top` configures replaced by `top`'s value.
+    pub fn overlay(&self, top: &ContainerLimits) -> ContainerLimits {
+        overlay_fields!(
+            self,
+            top,
+            max_cpus,
+            memory,
+            memory_swap,
+            shm_size,
+            pids_limit,
+            max_containers_per_user,
+            max_tasks,
+            max_runtime_h,
+            idle_timeout_h,
+            gpu_hold_after_stop_h,
+            container_hold_after_stop_h,
+            allow_full_gpu,
+            max_gpu_equivalents,
+            max_gpu_slots_per_container,
+            priority
+        )
+    }
+
+    /// JSON with the config's own key names: sizes as Docker sizes, `null` =
+    /// unlimited; keys that are not configured are left out.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        let mut num = |k: &str, v: Option<Limit<f64>>| {
+            if let Some(v) = v {
+                m.insert(k.into(), v.value().map_or(Value::Null, |x| json!(x)));
+            }
+        };
+        num("max_cpus", self.max_cpus);
+        num("max_runtime_h", self.max_runtime_h);
+        num("idle_timeout_h", self.idle_timeout_h);
+        num("gpu_hold_after_stop_h", self.gpu_hold_after_stop_h);
+        num(
+            "container_hold_after_stop_h",
+            self.container_hold_after_stop_h,
+        );
+        num("max_gpu_equivalents", self.max_gpu_equivalents);
+        let mut size = |k: &str, v: Option<Limit<u64>>| {
+            if let Some(v) = v {
+                m.insert(
+                    k.into(),
+                    v.value()
+                        .map_or(Value::Null, |x| Value::String(format_docker_size(x))),
+                );
+            }
+        };
+        size("memory", self.memory);
+        size("memory_swap", self.memory_swap);
+        size("shm_size", self.shm_size);
+        let mut int = |k: &str, v: Option<Limit<u64>>| {
+            if let Some(v) = v {
+                m.insert(k.into(), v.value().map_or(Value::Null, |x| json!(x)));
+            }
+        };
+        int("pids_limit", self.pids_limit);
+        int("max_containers_per_user", self.max_containers_per_user);
+        int("max_tasks", self.max_tasks);
+        int(
+            "max_gpu_slots_per_container",
+            self.max_gpu_slots_per_container,
+        );
+        if let Some(b) = self.allow_full_gpu {
+            m.insert("allow_full_gpu".into(), Value::Bool(b));
+        }
+        if let Some(p) = self.priority {
+            m.insert(
+                "priority".into(),
+                p.value().map_or(Value::Null, |x| json!(x)),
+            );
+        }
+        Value::Object(m)
+    }
+}
+
+/// Per-user totals across all of a user's containers (a group's or override's
+/// `aggregate:` section), enforced by the user's systemd slice.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Aggregate {
+    pub cpu_quota: Option<Limit<CpuQuota>>,
+    pub memory_max: Option<Limit<u64>>,
+    pub memory_high: Option<Limit<u64>>,
+    pub tasks_max: Option<Limit<u64>>,
+    pub gpu_limit: Option<Limit<f64>>,
+    /// Line of the `aggregate:` key, for diagnostics.
+    pub line: usize,
+}
+
+impl Aggregate {
+    /// The `--aggregate` JSON: every field present, `null` = unlimited or not set.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "cpu_quota": self.cpu_quota.and_then(Limit::value).map(|q| q.to_string()),
+            "memory_max": self.memory_max.and_then(Limit::value).map(|b| format_systemd_size(Limit::Value(b))),
+            "memory_high": self.memory_high.and_then(Limit::value).map(|b| format_systemd_size(Limit::Value(b))),
+            "tasks_max": self.tasks_max.and_then(Limit::value),
+            "gpu_limit": self.gpu_limit.and_then(Limit::value),
+        })
+    }
+}
+
+/// Where a member name came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub name: String,
+    pub file: PathBuf,
+    pub line: usize,
+    /// `true` for `groups/<group>.members`, `false` for an inline `members:` list.
+    pub from_members_file: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub name: String,
+    pub line: usize,
+    pub limits: ContainerLimits,
+    pub aggregate: Option<Aggregate>,
+    /// The group's `policies:` section, kept as given.
+    pub policies: Option<Value>,
+    pub members: Vec<Member>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Override {
+    pub user: String,
+    pub file: PathBuf,
+    pub line: usize,
+    pub limits: ContainerLimits,
+    pub aggregate: Option<Aggregate>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Enforcement {
+    pub aggregate_limits: bool,
+    pub cgroup_driver: String,
+}
+
+impl Default for Enforcement {
+    fn default() -> Self {
+        Enforcement {
+            aggregate_limits: true,
+            cgroup_driver: "systemd".into(),
+        }
+    }
+}
+
+/// The whole configuration, from all its files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub path: PathBuf,
+    pub defaults: ContainerLimits,
+    pub default_group: String,
+    pub enforcement: Enforcement,
+    /// In the order the file lists them.
+    pub groups: Vec<Group>,
+    /// Keyed by the name as written in the config.
+    pub overrides: BTreeMap<String, Override>,
+    /// Sections ds01 does not interpret (yet), kept as given: `gpu_allocation`,
+    /// `policies`, `container_types`, `monitoring`, `bare_metal_access`,
+    /// `access_control`, and any unknown top-level key.
+    pub sections: BTreeMap<String, Value>,
+}
+
+impl Config {
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+
+    /// User names listed in `access_control.admin_users`.
+    pub fn admin_users(&self) -> Vec<String> {
+        self.sections
+            .get("access_control")
+            .and_then(|a| a.get("admin_users"))
+            .and_then(Value::as_array)
+            .map(|v| {
+                v.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// `1.5` → `"1.5"`, for human output of float limits.
+pub fn limit_text_f64(v: Option<Limit<f64>>) -> String {
+    match v {
+        None => "not set".into(),
+        Some(Limit::Max) => "unlimited".into(),
+        Some(Limit::Value(x)) => format_number(x),
+    }
+}

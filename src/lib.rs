@@ -1,0 +1,10 @@
+//! ds01: fair per-user resource limits on a shared Linux server.
+//!
+//! The binary (`src/main.rs`) is a thin clap front end over this library; see
+//! `docs/architecture.md` for the map of the modules.
+
+pub mod cli;
+pub mod config;
+pub mod naming;
+pub mod paths;
+pub mod units;
