@@ -5,6 +5,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod naming;
 pub mod paths;
+pub mod slices;
 pub mod units;

@@ -25,6 +25,21 @@ fn first_existing(candidates: &[&Path]) -> PathBuf {
         .unwrap_or_default()
 }
 
+pub const SYSTEMD_DIR: &str = "/etc/systemd/system";
+
+/// The `ds01.slice` directory in the cgroup v2 tree: `/sys/fs/cgroup/ds01.slice` on a
+/// pure v2 host, `/sys/fs/cgroup/unified/ds01.slice` on a hybrid one.
+pub fn cgroup_root() -> PathBuf {
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+        && unified.join("cgroup.controllers").exists()
+    {
+        unified.join("ds01.slice")
+    } else {
+        PathBuf::from("/sys/fs/cgroup/ds01.slice")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,27 +3,7 @@
 
 use super::{CliError, CliResult};
 use clap::Args;
-use std::path::{Path, PathBuf};
-
-/// The demo files, embedded in the binary (the same files as `demo/` in the repo).
-pub const DEMO_FILES: &[(&str, &str)] = &[
-    (
-        "resource-limits.yaml",
-        include_str!("../../demo/resource-limits.yaml"),
-    ),
-    (
-        "user-overrides.yaml",
-        include_str!("../../demo/user-overrides.yaml"),
-    ),
-    (
-        "groups/student.members",
-        include_str!("../../demo/groups/student.members"),
-    ),
-    (
-        "groups/researcher.members",
-        include_str!("../../demo/groups/researcher.members"),
-    ),
-];
+use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -31,18 +11,13 @@ pub struct DemoArgs {
     /// [default: a new directory under $TMPDIR]
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-}
-
-/// Write the demo config into `dir`; returns the config path.
-pub fn write_demo(dir: &Path) -> std::io::Result<PathBuf> {
-    for (rel, text) in DEMO_FILES {
-        let p = dir.join(rel);
-        if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(&p, text)?;
-    }
-    Ok(dir.join("resource-limits.yaml"))
+    /// Generate this many users (80 % students, 20 % researchers) instead of the
+    /// handful in the demo config; for benchmarks.
+    #[arg(long, value_name = "N")]
+    pub users: Option<usize>,
+    /// Only write the files; run nothing.
+    #[arg(long)]
+    pub write_only: bool,
 }
 
 pub fn run(args: DemoArgs) -> CliResult {
@@ -53,9 +28,18 @@ pub fn run(args: DemoArgs) -> CliResult {
             std::env::temp_dir().join(format!("ds01-demo-{}-{stamp}", std::process::id()))
         }
     };
-    let cfg_path = write_demo(&dir.join("etc")).map_err(|e| {
+    let etc = dir.join("etc");
+    let written = match args.users {
+        Some(n) => crate::demo::write_generated(&etc, n),
+        None => crate::demo::write_demo(&etc),
+    };
+    let cfg_path = written.map_err(|e| {
         CliError::Runtime(format!("cannot write the demo into {}: {e}", dir.display()))
     })?;
+    if args.write_only {
+        println!("{}", cfg_path.display());
+        return Ok(());
+    }
     println!("== ds01 demo in {}", dir.display());
     println!("\n$ ds01 --config {} config check", cfg_path.display());
     super::config_cmd::run(
@@ -71,6 +55,35 @@ pub fn run(args: DemoArgs) -> CliResult {
         println!("\n$ ds01 limits {user} --aggregate");
         super::limits::run(limits_args(user, true), &cfg_path)?;
     }
+    let sd = dir.join("systemd");
+    let common = super::slices_cmd::Common {
+        systemd_dir: sd.clone(),
+        user: None,
+        cgroup_root: Some(dir.join("cgroup")),
+    };
+    println!(
+        "\n$ ds01 slices apply --systemd-dir {} --no-reload",
+        sd.display()
+    );
+    super::slices_cmd::run(
+        super::slices_cmd::SlicesCmd::Apply(super::slices_cmd::ApplyArgs {
+            common: common.clone(),
+            no_reload: true,
+            dry_run: false,
+        }),
+        &cfg_path,
+    )?;
+    let dropin = sd.join(crate::slices::dropin_rel("ds01-student-alice.slice"));
+    println!("\n$ cat {}", dropin.display());
+    print!("{}", std::fs::read_to_string(&dropin).unwrap_or_default());
+    println!("\n$ ds01 slices plan --systemd-dir {}", sd.display());
+    super::slices_cmd::run(
+        super::slices_cmd::SlicesCmd::Plan(super::slices_cmd::PlanArgs {
+            common,
+            exit_code: false,
+        }),
+        &cfg_path,
+    )?;
     Ok(())
 }
 

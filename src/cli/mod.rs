@@ -4,6 +4,7 @@
 pub mod config_cmd;
 pub mod demo;
 pub mod limits;
+pub mod slices_cmd;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -64,6 +65,9 @@ pub enum Command {
     Config(config_cmd::ConfigCmd),
     /// Show the limits that apply to a user.
     Limits(limits::LimitsArgs),
+    /// Turn the config into systemd slices: plan (a diff) or apply.
+    #[command(subcommand)]
+    Slices(slices_cmd::SlicesCmd),
     /// Run the chain on an embedded demo config in a temporary directory.
     Demo(demo::DemoArgs),
 }
@@ -73,6 +77,7 @@ pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Config(c) => config_cmd::run(c, &config),
         Command::Limits(a) => limits::run(a, &config),
+        Command::Slices(c) => slices_cmd::run(c, &config),
         Command::Demo(a) => demo::run(a),
     }
 }

@@ -108,8 +108,16 @@ impl Config {
     }
 
     pub fn resolve(&self, user: &str) -> Resolved {
-        let (group_name, membership) = match self.membership(user) {
-            Some((g, m)) => (g.to_string(), Membership::Member(m.clone())),
+        let membership = self
+            .membership(user)
+            .map(|(g, m)| (g.to_string(), m.clone()));
+        self.resolve_as(user, membership)
+    }
+
+    /// Resolve with the membership already known (`None` = default group).
+    fn resolve_as(&self, user: &str, membership: Option<(String, Member)>) -> Resolved {
+        let (group_name, membership) = match membership {
+            Some((g, m)) => (g, Membership::Member(m)),
             None => (self.default_group.clone(), Membership::Default),
         };
         let group = self.group(&group_name);
@@ -136,27 +144,32 @@ impl Config {
     }
 
     /// Every configured user (members and overrides that are not a member's alias),
-    /// resolved, in a stable order (by slice name).
+    /// resolved, in a stable order (by slice name). Linear in the number of users.
     pub fn all_users(&self) -> Vec<Resolved> {
-        let mut names: Vec<&str> = self
-            .groups
-            .iter()
-            .flat_map(|g| g.members.iter().map(|m| m.name.as_str()))
-            .collect();
-        for o in self.overrides.keys() {
-            let alias = names.iter().any(|m| *m == o || sanitize_user(m) == *o);
-            if !alias {
-                names.push(o);
+        use std::collections::{HashMap, HashSet};
+        // First membership wins here; a user in two groups is a config error anyway.
+        let mut members: HashMap<&str, (&str, &Member)> = HashMap::new();
+        for g in &self.groups {
+            for m in &g.members {
+                members
+                    .entry(m.name.as_str())
+                    .or_insert((g.name.as_str(), m));
             }
         }
-        names.sort_unstable();
-        names.dedup();
-        let mut out: Vec<Resolved> = names
-            .into_iter()
-            .filter(|n| !sanitize_user(n).is_empty())
-            .map(|n| self.resolve(n))
-            .collect();
-        out.sort_by_key(|r| r.slice());
+        let sanitized: HashSet<String> = members.keys().map(|m| sanitize_user(m)).collect();
+        let mut out: Vec<Resolved> = Vec::with_capacity(members.len() + self.overrides.len());
+        for (name, (g, m)) in &members {
+            if !sanitize_user(name).is_empty() {
+                out.push(self.resolve_as(name, Some((g.to_string(), (*m).clone()))));
+            }
+        }
+        for o in self.overrides.keys() {
+            let alias = members.contains_key(o.as_str()) || sanitized.contains(o);
+            if !alias && !sanitize_user(o).is_empty() {
+                out.push(self.resolve(o));
+            }
+        }
+        out.sort_by_cached_key(|r| r.slice());
         out
     }
 }
