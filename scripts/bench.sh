@@ -20,3 +20,18 @@ hyperfine -N --warmup 3 --export-markdown "$W/slices.md" \
     -n "limits USER --aggregate (1,000 users)" "$B --config $CFG limits user0001 --aggregate" \
     -n "slices plan, nothing to change (1,000 users)" "$B --config $CFG slices plan" >/dev/null
 cat "$W/slices.md"
+
+# --- ds01 events over 1,000,000 generated events, against the equivalent jq ---
+# jq must skip malformed lines too (fromjson?), or it stops at the first one.
+EV=$("$B" demo --dir "$W/ev" --events 1000000 --write-only | tail -1)
+export DS01_EVENTS_LOG=$EV
+SINCE=$(date -u -d '2 days ago' +%Y-%m-%dT%H:%M:%SZ)
+hyperfine --warmup 1 --runs 5 --export-markdown "$W/events.md" \
+    -n "ds01 events --user user0042 --limit 50" "$B events --user user0042 --limit 50 --json 2>/dev/null" \
+    -n "jq: user0042, last 50" "jq -cR 'fromjson? | select(.user==\"user0042\")' $EV | tail -n 50" \
+    -n "ds01 events --type resource --since 2d" "$B events --type resource --since 2d --all --json 2>/dev/null" \
+    -n "jq: type resource since 2d" "jq -cR --arg s $SINCE 'fromjson? | select(((.event_type // .event) | startswith(\"resource\")) and ((.timestamp // .ts) >= \$s))' $EV" \
+    -n "ds01 events --summary" "$B events --summary 2>/dev/null" \
+    -n "jq: summary by type, user, day" "jq -nR 'reduce (inputs | fromjson?) as \$e ({}; .type[(\$e.event_type // \$e.event)] += 1 | .user[(\$e.user // \"-\")] += 1 | .day[((\$e.timestamp // \$e.ts // \"\")[0:10])] += 1)' $EV" \
+    >/dev/null
+cat "$W/events.md"

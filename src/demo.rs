@@ -55,3 +55,58 @@ pub fn write_generated(dir: &Path, users: usize) -> io::Result<PathBuf> {
     std::fs::write(dir.join("user-overrides.yaml"), "{}\n")?;
     Ok(cfg)
 }
+
+/// A generated event log of `n` lines ending at `end`, one event every 10 s per
+/// line spread over 200 users and a mix of types; 1 in 1,000 lines is a legacy flat
+/// line and 1 in 10,000 is malformed (truncated). Deterministic for a given `n`.
+pub fn write_events(path: &Path, n: usize, end: jiff::Timestamp) -> io::Result<()> {
+    use std::io::Write;
+    const TYPES: [&str; 8] = [
+        "container.create",
+        "container.start",
+        "container.stop",
+        "docker.cgroup_inject",
+        "gpu.allocated",
+        "resource.oom_kill",
+        "quota.memory_exceeded",
+        "resource.pressure",
+    ];
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut w = io::BufWriter::new(std::fs::File::create(path)?);
+    let start = end.as_second() - (n as i64) * 10 / 3;
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in 0..n {
+        // xorshift: cheap, deterministic variety.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let ts = jiff::Timestamp::from_second(start + (i as i64) * 10 / 3).unwrap_or(end);
+        let user = format!("user{:04}", x % 200);
+        let ty = TYPES[(x >> 8) as usize % TYPES.len()];
+        let container = format!("{user}-job{}", (x >> 16) % 5);
+        if i % 10_000 == 9_999 {
+            writeln!(
+                w,
+                "{{\"timestamp\":\"{}\",\"event_type\":\"{ty}\",\"us",
+                crate::timespec::format_event_time(ts)
+            )?;
+        } else if i % 1_000 == 999 {
+            writeln!(
+                w,
+                "{{\"ts\":\"{}\",\"event\":\"{ty}\",\"user\":\"{user}\",\"container\":\"{container}\"}}",
+                ts.strftime("%Y-%m-%dT%H:%M:%S")
+            )?;
+        } else {
+            let ev = crate::events::Event::new(ty)
+                .user(&user)
+                .source("bench")
+                .detail("container", container.as_str())
+                .detail("group", "student")
+                .detail("memory_bytes", (x >> 20) % (64 << 30));
+            w.write_all(ev.to_line(ts).map_err(io::Error::other)?.as_bytes())?;
+        }
+    }
+    w.flush()
+}

@@ -6,7 +6,9 @@
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod events;
 pub mod naming;
 pub mod paths;
 pub mod slices;
+pub mod timespec;
 pub mod units;

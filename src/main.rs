@@ -2,7 +2,16 @@ use clap::Parser;
 use ds01::cli::{Cli, CliError, run};
 
 fn main() {
-    let cli = Cli::parse();
+    // Invoked through a `ds01-events` link: the old query tool's name.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let invoked_as = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned());
+    if invoked_as.as_deref() == Some("ds01-events") {
+        args.insert(1, "events".into());
+    }
+    let cli = Cli::parse_from(args);
     if let Err(e) = run(cli) {
         match &e {
             CliError::Exit(_) => {}

@@ -15,7 +15,11 @@ pub struct DemoArgs {
     /// handful in the demo config; for benchmarks.
     #[arg(long, value_name = "N")]
     pub users: Option<usize>,
-    /// Only write the files; run nothing.
+    /// Also write an event log of this many generated events (for benchmarks);
+    /// printed as the second line with --write-only.
+    #[arg(long, value_name = "N")]
+    pub events: Option<usize>,
+    /// Only write the files and print their paths; run nothing.
     #[arg(long)]
     pub write_only: bool,
 }
@@ -36,8 +40,16 @@ pub fn run(args: DemoArgs) -> CliResult {
     let cfg_path = written.map_err(|e| {
         CliError::Runtime(format!("cannot write the demo into {}: {e}", dir.display()))
     })?;
+    let events = dir.join("log/events.jsonl");
+    if let Some(n) = args.events {
+        crate::demo::write_events(&events, n, jiff::Timestamp::now())
+            .map_err(|e| CliError::Runtime(format!("cannot write {}: {e}", events.display())))?;
+    }
     if args.write_only {
         println!("{}", cfg_path.display());
+        if args.events.is_some() {
+            println!("{}", events.display());
+        }
         return Ok(());
     }
     println!("== ds01 demo in {}", dir.display());

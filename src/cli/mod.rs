@@ -3,6 +3,7 @@
 
 pub mod config_cmd;
 pub mod demo;
+pub mod events_cmd;
 pub mod limits;
 pub mod slices_cmd;
 
@@ -68,6 +69,8 @@ pub enum Command {
     /// Turn the config into systemd slices: plan (a diff) or apply.
     #[command(subcommand)]
     Slices(slices_cmd::SlicesCmd),
+    /// Query the event log, or append to it (`ds01 events log`).
+    Events(events_cmd::EventsArgs),
     /// Run the chain on an embedded demo config in a temporary directory.
     Demo(demo::DemoArgs),
 }
@@ -78,6 +81,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Config(c) => config_cmd::run(c, &config),
         Command::Limits(a) => limits::run(a, &config),
         Command::Slices(c) => slices_cmd::run(c, &config),
+        Command::Events(a) => events_cmd::run(a),
         Command::Demo(a) => demo::run(a),
     }
 }
