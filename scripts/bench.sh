@@ -35,3 +35,17 @@ hyperfine --warmup 1 --runs 5 --export-markdown "$W/events.md" \
     -n "jq: summary by type, user, day" "jq -nR 'reduce (inputs | fromjson?) as \$e ({}; .type[(\$e.event_type // \$e.event)] += 1 | .user[(\$e.user // \"-\")] += 1 | .day[((\$e.timestamp // \$e.ts // \"\")[0:10])] += 1)' $EV" \
     >/dev/null
 cat "$W/events.md"
+
+# --- ds01 collect against the floor (walk + read every file once, no parsing) ---
+cargo build --release --locked --quiet --example collect_floor
+FLOOR=$PWD/target/release/examples/collect_floor
+for N in 10 100 1000 10000; do
+    T=$("$B" demo --dir "$W/c$N" --slices "$N" --write-only | tail -1)
+    FILES=$(find "$T" -type f | wc -l)
+    echo "== $N slices, $FILES files"
+    hyperfine -N --warmup 2 --runs 10 --export-markdown "$W/collect$N.md" \
+        -n "floor ($N slices)" "$FLOOR $T" \
+        -n "ds01 collect ($N slices)" "$B collect --cgroup-root $T --stats-log $W/c$N/stats.log --state-dir $W/c$N/state --events-log $W/c$N/events.jsonl" \
+        >/dev/null
+    cat "$W/collect$N.md"
+done

@@ -110,3 +110,100 @@ pub fn write_events(path: &Path, n: usize, end: jiff::Timestamp) -> io::Result<(
     }
     w.flush()
 }
+
+/// One user slice of a fake cgroup v2 tree (for the demo, tests and benchmarks).
+#[derive(Debug, Clone)]
+pub struct FakeSlice {
+    pub group: String,
+    pub user: String,
+    pub memory_current: u64,
+    /// `None` = `max`.
+    pub memory_max: Option<u64>,
+    pub pids_current: u64,
+    pub oom_kill: u64,
+    /// Write the three PSI files.
+    pub psi: bool,
+    /// `(container id, oom_kill)` scopes below the slice.
+    pub containers: Vec<(String, u64)>,
+}
+
+impl FakeSlice {
+    pub fn new(group: &str, user: &str) -> FakeSlice {
+        FakeSlice {
+            group: group.into(),
+            user: user.into(),
+            memory_current: 3 << 30,
+            memory_max: Some(48 << 30),
+            pids_current: 42,
+            oom_kill: 0,
+            psi: true,
+            containers: Vec::new(),
+        }
+    }
+
+    /// The slice directory under `root` (the `ds01.slice` directory).
+    pub fn dir(&self, root: &Path) -> PathBuf {
+        root.join(crate::naming::group_slice(&self.group))
+            .join(crate::naming::user_slice(&self.group, &self.user))
+    }
+
+    /// Write (or rewrite) the slice's files as the kernel shows them.
+    pub fn write(&self, root: &Path) -> io::Result<PathBuf> {
+        let dir = self.dir(root);
+        std::fs::create_dir_all(&dir)?;
+        let max = self.memory_max.map_or("max".to_string(), |m| m.to_string());
+        let files = [
+            ("memory.current", format!("{}\n", self.memory_current)),
+            ("memory.max", format!("{max}\n")),
+            ("memory.high", "max\n".to_string()),
+            (
+                "memory.events",
+                format!(
+                    "low 0\nhigh 0\nmax {}\noom {}\noom_kill {}\noom_group_kill 0\n",
+                    self.oom_kill * 3,
+                    self.oom_kill,
+                    self.oom_kill
+                ),
+            ),
+            ("pids.current", format!("{}\n", self.pids_current)),
+            ("pids.max", "12288\n".to_string()),
+            (
+                "cpu.stat",
+                "usage_usec 123456789\nuser_usec 100000000\nsystem_usec 23456789\nnr_periods 10\nnr_throttled 2\nthrottled_usec 5000\n"
+                    .to_string(),
+            ),
+            ("cpu.max", "2400000 100000\n".to_string()),
+        ];
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text)?;
+        }
+        if self.psi {
+            let psi = "some avg10=1.25 avg60=0.50 avg300=0.10 total=123456\nfull avg10=0.75 avg60=0.25 avg300=0.05 total=65432\n";
+            for name in ["memory.pressure", "cpu.pressure", "io.pressure"] {
+                std::fs::write(dir.join(name), psi)?;
+            }
+        }
+        for (id, kills) in &self.containers {
+            let c = dir.join(format!("docker-{id}.scope"));
+            std::fs::create_dir_all(&c)?;
+            std::fs::write(
+                c.join("memory.events"),
+                format!("low 0\nhigh 0\nmax 0\noom {kills}\noom_kill {kills}\noom_group_kill 0\n"),
+            )?;
+        }
+        Ok(dir)
+    }
+}
+
+/// A fake tree of `n` user slices (80 % students, 20 % researchers), each with one
+/// container scope.
+pub fn write_fake_tree(root: &Path, n: usize) -> io::Result<()> {
+    for i in 0..n {
+        let group = if i % 5 == 4 { "researcher" } else { "student" };
+        let mut s = FakeSlice::new(group, &format!("user{i:04}"));
+        s.memory_current = ((i as u64 * 7919) % 48) << 30;
+        s.containers = vec![(format!("{i:064x}"), 0)];
+        s.write(root)?;
+    }
+    Ok(())
+}

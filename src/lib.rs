@@ -3,10 +3,13 @@
 //! The binary (`src/main.rs`) is a thin clap front end over this library; see
 //! `docs/architecture.md` for the map of the modules.
 
+pub mod cgroup;
 pub mod cli;
+pub mod collect;
 pub mod config;
 pub mod demo;
 pub mod events;
+pub mod fsutil;
 pub mod naming;
 pub mod paths;
 pub mod slices;

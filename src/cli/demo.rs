@@ -19,6 +19,10 @@ pub struct DemoArgs {
     /// printed as the second line with --write-only.
     #[arg(long, value_name = "N")]
     pub events: Option<usize>,
+    /// Also write a fake cgroup tree of this many user slices (for benchmarks);
+    /// printed as the last line with --write-only.
+    #[arg(long, value_name = "N")]
+    pub slices: Option<usize>,
     /// Only write the files and print their paths; run nothing.
     #[arg(long)]
     pub write_only: bool,
@@ -45,10 +49,18 @@ pub fn run(args: DemoArgs) -> CliResult {
         crate::demo::write_events(&events, n, jiff::Timestamp::now())
             .map_err(|e| CliError::Runtime(format!("cannot write {}: {e}", events.display())))?;
     }
+    let cgroot = dir.join("cgroup/ds01.slice");
+    if let Some(n) = args.slices {
+        crate::demo::write_fake_tree(&cgroot, n)
+            .map_err(|e| CliError::Runtime(format!("cannot write {}: {e}", cgroot.display())))?;
+    }
     if args.write_only {
         println!("{}", cfg_path.display());
         if args.events.is_some() {
             println!("{}", events.display());
+        }
+        if args.slices.is_some() {
+            println!("{}", cgroot.display());
         }
         return Ok(());
     }
@@ -96,6 +108,73 @@ pub fn run(args: DemoArgs) -> CliResult {
         }),
         &cfg_path,
     )?;
+    // A fake cgroup tree stands in for the kernel: the demo users' slices, as
+    // /sys/fs/cgroup/ds01.slice would show them once containers run.
+    let cg = dir.join("cgroup/ds01.slice");
+    let log = dir.join("log");
+    let mut slices: Vec<crate::demo::FakeSlice> = [
+        ("student", "alice"),
+        ("student", "bob"),
+        ("researcher", "h_baker"),
+    ]
+    .iter()
+    .map(|(g, u)| crate::demo::FakeSlice::new(g, u))
+    .collect();
+    slices[0].containers = vec![("a1".repeat(32), 0)];
+    let write_tree = |slices: &[crate::demo::FakeSlice]| -> CliResult {
+        for s in slices {
+            s.write(&cg).map_err(|e| {
+                CliError::Runtime(format!("cannot write the demo cgroup tree: {e}"))
+            })?;
+        }
+        Ok(())
+    };
+    write_tree(&slices)?;
+    let collect = || {
+        super::collect_cmd::run(super::collect_cmd::CollectArgs {
+            verbose: true,
+            cgroup_root: Some(cg.clone()),
+            stats_log: log.join("resource-stats.log"),
+            state_dir: dir.join("state"),
+            events_log: Some(log.join("events.jsonl")),
+            docker_root: dir.join("docker"),
+        })
+    };
+    println!("\n$ ds01 collect --verbose   # first pass: the OOM baseline");
+    collect()?;
+    slices[0].oom_kill = 2;
+    slices[0].containers = vec![("a1".repeat(32), 2)];
+    write_tree(&slices)?;
+    println!("\n# ... the kernel OOM-kills two processes in alice's container ...");
+    println!("$ ds01 collect --verbose");
+    collect()?;
+    println!("\n$ tail -n 3 {}", log.join("resource-stats.log").display());
+    let stats = std::fs::read_to_string(log.join("resource-stats.log")).unwrap_or_default();
+    for l in stats
+        .lines()
+        .rev()
+        .take(3)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+    {
+        println!("{l}");
+    }
+    println!("\n$ ds01 events --user alice");
+    let status = std::process::Command::new(
+        std::env::current_exe().map_err(|e| CliError::Runtime(e.to_string()))?,
+    )
+    .args(["events", "--user", "alice", "--file"])
+    .arg(log.join("events.jsonl"))
+    .status()
+    .map_err(|e| CliError::Runtime(e.to_string()))?;
+    if !status.success() {
+        return Err(CliError::Exit(1));
+    }
+    println!(
+        "\nEverything above lives in {}; nothing outside it was touched.",
+        dir.display()
+    );
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Command-line front end: one file per subcommand, each an argument struct and a
 //! `run()`. No domain logic lives here.
 
+pub mod collect_cmd;
 pub mod config_cmd;
 pub mod demo;
 pub mod events_cmd;
@@ -69,6 +70,8 @@ pub enum Command {
     /// Turn the config into systemd slices: plan (a diff) or apply.
     #[command(subcommand)]
     Slices(slices_cmd::SlicesCmd),
+    /// One collection pass: stats line per user slice, OOM kills as events.
+    Collect(collect_cmd::CollectArgs),
     /// Query the event log, or append to it (`ds01 events log`).
     Events(events_cmd::EventsArgs),
     /// Run the chain on an embedded demo config in a temporary directory.
@@ -81,6 +84,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Config(c) => config_cmd::run(c, &config),
         Command::Limits(a) => limits::run(a, &config),
         Command::Slices(c) => slices_cmd::run(c, &config),
+        Command::Collect(a) => collect_cmd::run(a),
         Command::Events(a) => events_cmd::run(a),
         Command::Demo(a) => demo::run(a),
     }

@@ -6,8 +6,6 @@ pub mod read;
 
 use crate::timespec::format_event_time;
 use serde_json::{Map, Value, json};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_LOG: &str = "/var/log/ds01/events.jsonl";
@@ -22,26 +20,10 @@ pub enum EventError {
         "invalid event type {0:?}: expected lowercase words joined by dots, e.g. resource.oom_kill"
     )]
     BadType(String),
-    #[error("cannot create the event log directory {path}: {source}")]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot open the event log {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error("cannot write to the event log {path}: {source}")]
     Write {
         path: PathBuf,
         source: std::io::Error,
-    },
-    #[error("short write to the event log {path}: {written} of {len} bytes")]
-    ShortWrite {
-        path: PathBuf,
-        written: usize,
-        len: usize,
     },
 }
 
@@ -178,35 +160,10 @@ impl EventLog {
 
     /// Append whole lines (each under 4 KiB) in one `write(2)`.
     pub fn append_raw(&self, bytes: &[u8]) -> Result<(), EventError> {
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty())
-            && !dir.exists()
-        {
-            std::fs::create_dir_all(dir).map_err(|e| EventError::CreateDir {
-                path: dir.to_path_buf(),
-                source: e,
-            })?;
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o644)
-            .open(&self.path)
-            .map_err(|e| EventError::Open {
-                path: self.path.clone(),
-                source: e,
-            })?;
-        let written = f.write(bytes).map_err(|e| EventError::Write {
+        crate::fsutil::append_once(&self.path, bytes, 0o644).map_err(|e| EventError::Write {
             path: self.path.clone(),
             source: e,
-        })?;
-        if written != bytes.len() {
-            return Err(EventError::ShortWrite {
-                path: self.path.clone(),
-                written,
-                len: bytes.len(),
-            });
-        }
-        Ok(())
+        })
     }
 }
 

@@ -63,3 +63,29 @@ pub fn require(cond: bool, what: &str) -> bool {
     eprintln!("SKIPPED: precondition missing: {what}");
     false
 }
+
+/// `systemd-analyze verify` on `units` with `dir` as the unit search path; returns
+/// (success, everything it printed). `None` (with the loud skip/CI failure of
+/// [`require`]) when systemd-analyze is not installed.
+pub fn systemd_verify(dir: &Path, units: &[PathBuf]) -> Option<(bool, String)> {
+    let have = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !require(have, "systemd-analyze (Debian package systemd)") {
+        return None;
+    }
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .args(units)
+        .env("SYSTEMD_UNIT_PATH", format!("{}:", dir.display()))
+        .current_dir(dir)
+        .output()
+        .expect("run systemd-analyze");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some((out.status.success(), said))
+}

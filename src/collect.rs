@@ -1,0 +1,443 @@
+//! One collection pass: read every user slice, write one stats line per slice (one
+//! append for the whole pass), detect OOM kills against the saved state and log one
+//! `resource.oom_kill` event per user whose count rose.
+//!
+//! OOM state lives in the state dir:
+//! * `oom-counts.json` — `{"<user>": <last oom_kill count seen>}`, the COMPAT.md
+//!   format, readable by other tools;
+//! * `oom-tracking.json` — ds01's extra: each slice's cgroup inode (a re-created
+//!   slice counts from 0 again) and each container scope's `oom_kill` count, for
+//!   attribution. Losing it loses only inode-change detection and attribution for
+//!   one pass.
+//!
+//! Both are replaced atomically while holding `oom-counts.lock` (flock), so two
+//! overlapping passes (cron and the monitor, or a slow pass and the next) never log
+//! the same kill twice.
+
+use crate::cgroup::parse::Psi;
+use crate::cgroup::{CgroupDir, CgroupError, MemoryEvents, UserSlice, container_scopes, walk};
+use crate::events::{Event, EventLog};
+use crate::units::Limit;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_STATS_LOG: &str = "/var/log/ds01/resource-stats.log";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/ds01/resource-stats";
+pub const DEFAULT_DOCKER_ROOT: &str = "/var/lib/docker";
+const COUNTS_FILE: &str = "oom-counts.json";
+const TRACKING_FILE: &str = "oom-tracking.json";
+const LOCK_FILE: &str = "oom-counts.lock";
+
+/// Where a pass reads and writes.
+#[derive(Debug, Clone)]
+pub struct CollectPaths {
+    /// The `ds01.slice` directory of the cgroup v2 tree.
+    pub cgroup_root: PathBuf,
+    pub stats_log: PathBuf,
+    pub state_dir: PathBuf,
+    pub events: EventLog,
+    /// For container names (`containers/<id>/config.v2.json`).
+    pub docker_root: PathBuf,
+}
+
+/// What the kernel shows for one user slice.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SliceStats {
+    pub group: String,
+    pub user: String,
+    pub memory_current: Option<u64>,
+    pub memory_max: Option<Limit<u64>>,
+    pub memory_high: Option<Limit<u64>>,
+    pub pids_current: Option<u64>,
+    pub pids_max: Option<Limit<u64>>,
+    pub psi_memory: Option<Psi>,
+    pub psi_cpu: Option<Psi>,
+    pub psi_io: Option<Psi>,
+    pub events: Option<MemoryEvents>,
+    pub cpu_usage_usec: Option<u64>,
+    pub inode: Option<u64>,
+    /// `(container id, oom_kill)` of each `docker-<id>.scope` below the slice.
+    pub containers: Vec<(String, u64)>,
+}
+
+/// Read one slice. Any unreadable or garbled file fails the slice (with its path).
+pub fn read_slice(s: &UserSlice) -> Result<SliceStats, CgroupError> {
+    let d: &CgroupDir = &s.dir;
+    let mut containers = Vec::new();
+    for (id, path) in container_scopes(&d.path) {
+        // A container that exits mid-pass takes its cgroup with it: not an error.
+        if let Ok(Some(ev)) = CgroupDir::new(path).memory_events() {
+            containers.push((id, ev.oom_kill.unwrap_or(0)));
+        }
+    }
+    Ok(SliceStats {
+        group: s.group.clone(),
+        user: s.user.clone(),
+        memory_current: d.memory_current()?,
+        memory_max: d.memory_max()?,
+        memory_high: d.memory_high()?,
+        pids_current: d.pids_current()?,
+        pids_max: d.pids_max()?,
+        psi_memory: d.psi("memory")?,
+        psi_cpu: d.psi("cpu")?,
+        psi_io: d.psi("io")?,
+        events: d.memory_events()?,
+        cpu_usage_usec: d.cpu_usage_usec()?,
+        inode: d.inode(),
+        containers,
+    })
+}
+
+fn limit_json(l: Option<Limit<u64>>) -> Value {
+    match l {
+        Some(Limit::Value(v)) => json!(v),
+        _ => Value::Null,
+    }
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// The stats line (COMPAT.md field order, extra fields after), with its newline.
+pub fn stats_line(ts: &str, s: &SliceStats) -> String {
+    let mut m = Map::new();
+    m.insert("timestamp".into(), json!(ts));
+    m.insert("user".into(), json!(s.user));
+    m.insert("group".into(), json!(s.group));
+    m.insert(
+        "memory_current_bytes".into(),
+        json!(s.memory_current.unwrap_or(0)),
+    );
+    m.insert("memory_max_bytes".into(), limit_json(s.memory_max));
+    let pct = match (s.memory_current, s.memory_max) {
+        (Some(cur), Some(Limit::Value(max))) if max > 0 => round2(cur as f64 * 100.0 / max as f64),
+        _ => 0.0,
+    };
+    m.insert("memory_pct".into(), json!(pct));
+    m.insert("pids_current".into(), json!(s.pids_current.unwrap_or(0)));
+    m.insert("pids_max".into(), limit_json(s.pids_max));
+    if let Some(p) = s.psi_memory {
+        m.insert("psi_memory_some_avg10".into(), json!(p.some.avg10));
+        m.insert(
+            "psi_memory_full_avg10".into(),
+            json!(p.full.map_or(0.0, |f| f.avg10)),
+        );
+    }
+    if let Some(p) = s.psi_cpu {
+        m.insert("psi_cpu_some_avg10".into(), json!(p.some.avg10));
+        m.insert(
+            "psi_cpu_full_avg10".into(),
+            json!(p.full.map_or(0.0, |f| f.avg10)),
+        );
+    }
+    let ev = s.events.unwrap_or_default();
+    m.insert("oom_count".into(), json!(ev.oom.unwrap_or(0)));
+    m.insert("oom_kill_count".into(), json!(ev.oom_kill.unwrap_or(0)));
+    // Additions after the contract's fields.
+    m.insert("memory_high_bytes".into(), limit_json(s.memory_high));
+    if let Some(u) = s.cpu_usage_usec {
+        m.insert("cpu_usage_usec".into(), json!(u));
+    }
+    if let Some(p) = s.psi_io {
+        m.insert("psi_io_some_avg10".into(), json!(p.some.avg10));
+        m.insert(
+            "psi_io_full_avg10".into(),
+            json!(p.full.map_or(0.0, |f| f.avg10)),
+        );
+    }
+    if let Some(p) = s.psi_memory {
+        m.insert("psi_memory_some_avg60".into(), json!(p.some.avg60));
+    }
+    if let Some(p) = s.psi_cpu {
+        m.insert("psi_cpu_some_avg60".into(), json!(p.some.avg60));
+    }
+    m.insert("memory_events_high".into(), json!(ev.high.unwrap_or(0)));
+    m.insert("memory_events_max".into(), json!(ev.max.unwrap_or(0)));
+    let mut line = Value::Object(m).to_string();
+    line.push('\n');
+    line
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Tracking {
+    pub inode: Option<u64>,
+    #[serde(default)]
+    pub containers: BTreeMap<String, u64>,
+}
+
+/// The saved OOM state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OomState {
+    pub counts: BTreeMap<String, u64>,
+    pub tracking: BTreeMap<String, Tracking>,
+}
+
+/// Load the state. `Err(reason)` when it must be rebuilt (missing, empty, corrupt):
+/// the caller then takes the current counts as the baseline and logs nothing.
+pub fn load_state(dir: &Path) -> Result<OomState, String> {
+    let counts_path = dir.join(COUNTS_FILE);
+    let text = match std::fs::read_to_string(&counts_path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("{} does not exist yet", counts_path.display()));
+        }
+        Err(e) => return Err(format!("cannot read {}: {e}", counts_path.display())),
+    };
+    if text.trim().is_empty() {
+        return Err(format!("{} is empty", counts_path.display()));
+    }
+    let counts: BTreeMap<String, u64> = serde_json::from_str(&text)
+        .map_err(|e| format!("{} is corrupt ({e})", counts_path.display()))?;
+    // The tracking file is an optional extra: unreadable = no inode/attribution data.
+    let tracking = std::fs::read_to_string(dir.join(TRACKING_FILE))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    Ok(OomState { counts, tracking })
+}
+
+pub fn save_state(dir: &Path, st: &OomState) -> std::io::Result<()> {
+    let counts = serde_json::to_vec_pretty(&st.counts).map_err(std::io::Error::other)?;
+    let tracking = serde_json::to_vec(&st.tracking).map_err(std::io::Error::other)?;
+    crate::fsutil::write_atomic(&dir.join(TRACKING_FILE), &tracking, 0o644)?;
+    crate::fsutil::write_atomic(&dir.join(COUNTS_FILE), &counts, 0o644)
+}
+
+/// New OOM kills of one slice since the saved state, and the containers they
+/// happened in (`(id, kills)`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OomRise {
+    pub new_kills: u64,
+    pub total: u64,
+    pub reset: bool,
+    pub containers: Vec<(String, u64)>,
+}
+
+/// Compare a slice with the state. A lower count than last seen, or a new cgroup
+/// inode, is a reset: every kill counted now is new.
+pub fn oom_rise(prev_count: Option<u64>, prev: Option<&Tracking>, s: &SliceStats) -> OomRise {
+    let total = s.events.and_then(|e| e.oom_kill).unwrap_or(0);
+    let inode_changed =
+        matches!((prev.and_then(|t| t.inode), s.inode), (Some(a), Some(b)) if a != b);
+    let reset = inode_changed || prev_count.is_some_and(|p| total < p);
+    let new_kills = match prev_count {
+        _ if reset => total,
+        Some(p) => total - p,
+        None => total,
+    };
+    let mut containers = Vec::new();
+    if new_kills > 0 {
+        for (id, count) in &s.containers {
+            let before = if reset {
+                0
+            } else {
+                prev.and_then(|t| t.containers.get(id))
+                    .copied()
+                    .unwrap_or(0)
+            };
+            if *count > before {
+                containers.push((id.clone(), count - before));
+            }
+        }
+        containers.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    }
+    OomRise {
+        new_kills,
+        total,
+        reset,
+        containers,
+    }
+}
+
+/// The container's name from Docker's own state, if readable (root only).
+pub fn container_name(docker_root: &Path, id: &str) -> Option<String> {
+    let text = std::fs::read_to_string(
+        docker_root
+            .join("containers")
+            .join(id)
+            .join("config.v2.json"),
+    )
+    .ok()?;
+    let v: Value = serde_json::from_str(&text).ok()?;
+    v.get("Name")?
+        .as_str()
+        .map(|n| n.trim_start_matches('/').to_string())
+}
+
+/// What a pass did.
+#[derive(Debug, Default)]
+pub struct PassReport {
+    pub slices: usize,
+    pub skipped: Vec<PathBuf>,
+    pub oom_events: Vec<Event>,
+    /// Problems that make the pass exit 1 (each already says which file).
+    pub errors: Vec<String>,
+    /// Things reported but not failures (state rebuilt).
+    pub notes: Vec<String>,
+}
+
+/// Hold the state lock for the life of the value.
+struct StateLock(#[allow(dead_code)] std::fs::File);
+
+fn lock_state(dir: &Path, wait: Duration) -> Result<StateLock, String> {
+    use rustix::fs::{FlockOperation, flock};
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join(LOCK_FILE);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match flock(&f, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(StateLock(f)),
+            Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(format!("cannot lock {}: {e}", path.display())),
+        }
+    }
+}
+
+/// One pass at time `now`.
+pub fn run_pass(p: &CollectPaths, now: jiff::Timestamp) -> PassReport {
+    let mut rep = PassReport::default();
+    let w = match walk(&p.cgroup_root) {
+        Ok(w) => w,
+        Err(e) => {
+            rep.errors.push(e.to_string());
+            return rep;
+        }
+    };
+    rep.skipped = w.skipped;
+    let ts = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let mut stats = Vec::with_capacity(w.slices.len());
+    let mut lines = String::new();
+    for s in &w.slices {
+        match read_slice(s) {
+            Ok(st) => {
+                lines.push_str(&stats_line(&ts, &st));
+                stats.push(st);
+            }
+            Err(e) => rep
+                .errors
+                .push(format!("slice {}: {e}", s.dir.path.display())),
+        }
+    }
+    rep.slices = stats.len();
+    if !lines.is_empty()
+        && let Err(e) = crate::fsutil::append_once(&p.stats_log, lines.as_bytes(), 0o644)
+    {
+        rep.errors
+            .push(format!("cannot write {}: {e}", p.stats_log.display()));
+    }
+    track_ooms(p, &stats, now, &mut rep);
+    rep
+}
+
+fn track_ooms(p: &CollectPaths, stats: &[SliceStats], now: jiff::Timestamp, rep: &mut PassReport) {
+    let _lock = match lock_state(&p.state_dir, Duration::from_secs(10)) {
+        Ok(l) => l,
+        Err(e) => {
+            rep.errors
+                .push(format!("OOM tracking skipped this pass: {e}"));
+            return;
+        }
+    };
+    let (mut state, baseline) = match load_state(&p.state_dir) {
+        Ok(s) => (s, false),
+        Err(why) => {
+            rep.notes.push(format!(
+                "OOM state rebuilt: {why}; current counts are the baseline (no events for kills before now)"
+            ));
+            (OomState::default(), true)
+        }
+    };
+    let mut events = Vec::new();
+    let mut pending: Vec<(String, u64, Tracking)> = Vec::new();
+    for s in stats {
+        let Some(total) = s.events.and_then(|e| e.oom_kill) else {
+            continue;
+        };
+        let tracking = Tracking {
+            inode: s.inode,
+            containers: s.containers.iter().cloned().collect(),
+        };
+        let rise = oom_rise(
+            state.counts.get(&s.user).copied(),
+            state.tracking.get(&s.user),
+            s,
+        );
+        if !baseline && rise.new_kills > 0 {
+            let mut ev = Event::new("resource.oom_kill")
+                .user(&s.user)
+                .source("collector")
+                .detail("group", s.group.as_str())
+                .detail("oom_count", rise.new_kills)
+                .detail("total_oom_kills", rise.total);
+            if rise.reset {
+                ev = ev.detail("counter_reset", true);
+            }
+            if let Some((id, _)) = rise.containers.first() {
+                ev = ev.detail("container_id", id.as_str());
+                let name = container_name(&p.docker_root, id);
+                ev = ev.detail(
+                    "container",
+                    name.unwrap_or_else(|| id.chars().take(12).collect()),
+                );
+            }
+            if rise.containers.len() > 1 {
+                let list: Vec<Value> = rise
+                    .containers
+                    .iter()
+                    .map(|(id, n)| json!({"container_id": id, "oom_kills": n}))
+                    .collect();
+                ev = ev.detail("containers", list);
+            }
+            events.push(ev);
+        }
+        pending.push((s.user.clone(), total, tracking));
+    }
+    // Log first; only then move the state forward, so a kill whose event could not
+    // be written is logged by the next pass instead of being lost.
+    let mut logged = true;
+    if !events.is_empty() {
+        let mut buf = String::new();
+        for ev in &events {
+            match ev.to_line(now) {
+                Ok(l) => buf.push_str(&l),
+                Err(e) => rep.errors.push(e.to_string()),
+            }
+        }
+        if let Err(e) = p.events.append_raw(buf.as_bytes()) {
+            rep.errors
+                .push(format!("OOM events not logged (will retry next pass): {e}"));
+            logged = false;
+        }
+    }
+    for (user, total, tracking) in pending {
+        let rose = events
+            .iter()
+            .any(|e| e.user.as_deref() == Some(user.as_str()));
+        if rose && !logged {
+            continue;
+        }
+        state.counts.insert(user.clone(), total);
+        state.tracking.insert(user, tracking);
+    }
+    if let Err(e) = save_state(&p.state_dir, &state) {
+        rep.errors.push(format!(
+            "cannot save the OOM state in {}: {e}",
+            p.state_dir.display()
+        ));
+    }
+    if logged {
+        rep.oom_events = events;
+    }
+}
