@@ -49,3 +49,17 @@ for N in 10 100 1000 10000; do
         >/dev/null
     cat "$W/collect$N.md"
 done
+
+# --- the time the docker wrapper adds to `docker run` ---
+# A fake real docker that exits at once, a canned Engine API on a unix socket, the
+# 1,000-user config; the wrapper runs the full non-admin path (slice read, two API
+# calls per container, quota decision, event append) as user0001.
+printf '#!/bin/sh\nexit 0\n' > "$W/fake-docker"; chmod +x "$W/fake-docker"
+python3 scripts/fake-engine.py "$W/engine.sock" & ENGINE=$!
+trap 'kill $ENGINE 2>/dev/null; rm -rf "$W"' EXIT
+sleep 0.5
+export DS01_REAL_DOCKER=$W/fake-docker DOCKER_HOST=unix://$W/engine.sock DS01_EVENTS_LOG=$W/wrapper-events.jsonl DS01_CONFIG=$CFG DS01_WRAPPER_USER=user0001
+hyperfine -N --warmup 5 --runs 50 --export-markdown "$W/docker.md" \
+    -n "fake docker alone" "$W/fake-docker run -it --rm busybox true" \
+    -n "ds01 docker (wrapper + fake docker)" "$B docker run -it --rm busybox true" >/dev/null
+cat "$W/docker.md"

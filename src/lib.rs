@@ -8,6 +8,7 @@ pub mod cli;
 pub mod collect;
 pub mod config;
 pub mod demo;
+pub mod docker;
 pub mod events;
 pub mod fsutil;
 pub mod naming;

@@ -13,6 +13,10 @@ pub fn config_path(explicit: Option<&Path>) -> PathBuf {
     if let Some(p) = explicit {
         return p.to_path_buf();
     }
+    // clap reads DS01_CONFIG for the subcommands; the `docker` link has no clap.
+    if let Some(p) = std::env::var_os("DS01_CONFIG").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
     first_existing(&[Path::new(ETC_CONFIG), Path::new(OPT_CONFIG)])
 }
 

@@ -4,6 +4,7 @@
 pub mod collect_cmd;
 pub mod config_cmd;
 pub mod demo;
+pub mod docker_cmd;
 pub mod events_cmd;
 pub mod limits;
 pub mod slices_cmd;
@@ -72,6 +73,14 @@ pub enum Command {
     Slices(slices_cmd::SlicesCmd),
     /// One collection pass: stats line per user slice, OOM kills as events.
     Collect(collect_cmd::CollectArgs),
+    /// The docker wrapper: `ds01 docker run …` places the container in the user's
+    /// slice and checks quotas; every other docker command is passed through.
+    #[command(disable_help_flag = true)]
+    Docker {
+        /// Arguments for docker, exactly as for the docker command.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Query the event log, or append to it (`ds01 events log`).
     Events(events_cmd::EventsArgs),
     /// Run the chain on an embedded demo config in a temporary directory.
@@ -85,6 +94,10 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Limits(a) => limits::run(a, &config),
         Command::Slices(c) => slices_cmd::run(c, &config),
         Command::Collect(a) => collect_cmd::run(a),
+        Command::Docker { args } => match docker_cmd::run(args, cli.config.as_deref()) {
+            0 => Ok(()),
+            code => Err(CliError::Exit(code)),
+        },
         Command::Events(a) => events_cmd::run(a),
         Command::Demo(a) => demo::run(a),
     }
