@@ -4,6 +4,7 @@
 //! `docs/architecture.md` for the map of the modules.
 
 pub mod cgroup;
+pub mod check;
 pub mod cli;
 pub mod collect;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod demo;
 pub mod docker;
 pub mod events;
 pub mod fsutil;
+pub mod greet;
 pub mod naming;
 pub mod paths;
 pub mod slices;

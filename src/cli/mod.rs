@@ -1,11 +1,13 @@
 //! Command-line front end: one file per subcommand, each an argument struct and a
 //! `run()`. No domain logic lives here.
 
+pub mod check_cmd;
 pub mod collect_cmd;
 pub mod config_cmd;
 pub mod demo;
 pub mod docker_cmd;
 pub mod events_cmd;
+pub mod greet_cmd;
 pub mod limits;
 pub mod slices_cmd;
 
@@ -83,6 +85,10 @@ pub enum Command {
     },
     /// Query the event log, or append to it (`ds01 events log`).
     Events(events_cmd::EventsArgs),
+    /// The login greeting: your quota, your use, recent OOM kills, alerts.
+    Greet(greet_cmd::GreetArgs),
+    /// The whole-chain integration checks: [PASS]/[FAIL]/[SKIP] per link.
+    Check(check_cmd::CheckArgs),
     /// Run the chain on an embedded demo config in a temporary directory.
     Demo(demo::DemoArgs),
 }
@@ -99,6 +105,8 @@ pub fn run(cli: Cli) -> CliResult {
             code => Err(CliError::Exit(code)),
         },
         Command::Events(a) => events_cmd::run(a),
+        Command::Greet(a) => greet_cmd::run(a, &config),
+        Command::Check(a) => check_cmd::run(a, &config),
         Command::Demo(a) => demo::run(a),
     }
 }

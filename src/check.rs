@@ -1,0 +1,811 @@
+//! `ds01 check`: the whole-chain integration checks an admin runs on a server. Each
+//! check exercises its link for real (loads, renders, asks dockerd, reads cgroupfs,
+//! starts a throw-away container) instead of grepping files.
+
+use crate::cgroup::CgroupDir;
+use crate::config::{Config, Resolved};
+use crate::docker::engine::Engine;
+use crate::docker::{Decider, Decision, Quota, Usage, args, gpu};
+use crate::naming::group_slice;
+use crate::units::Limit;
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    Pass,
+    Fail,
+    Skip,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckResult {
+    pub name: &'static str,
+    pub status: Status,
+    pub detail: String,
+    /// `ROOT` / `DOCKER`: what the check needs.
+    pub tags: Vec<&'static str>,
+}
+
+/// The checks, in the order they run.
+pub const NAMES: &[&str] = &[
+    "config",
+    "generator",
+    "docker-daemon",
+    "docker-cgroup",
+    "slices",
+    "memory-enforcement",
+    "aggregate",
+    "psi",
+    "collector-deployed",
+    "stats-recent",
+    "events-writable",
+    "greeting",
+];
+
+/// Everything the checks look at.
+#[derive(Debug, Clone)]
+pub struct CheckEnv {
+    pub config: PathBuf,
+    pub cgroup_root: PathBuf,
+    pub systemd_dir: PathBuf,
+    pub engine: Engine,
+    pub real_docker: PathBuf,
+    pub events_log: PathBuf,
+    pub stats_log: PathBuf,
+    pub alerts_dir: PathBuf,
+    pub cron_file: PathBuf,
+    pub systemctl: String,
+    /// Image for the throw-away container of `memory-enforcement`.
+    pub image: Option<String>,
+    /// The user to exercise; default: the first configured user with an aggregate.
+    pub user: Option<String>,
+}
+
+fn r(
+    name: &'static str,
+    status: Status,
+    detail: impl Into<String>,
+    tags: &[&'static str],
+) -> CheckResult {
+    CheckResult {
+        name,
+        status,
+        detail: detail.into(),
+        tags: tags.to_vec(),
+    }
+}
+
+struct Ctx<'a> {
+    env: &'a CheckEnv,
+    cfg: Option<Config>,
+    info: Option<Result<serde_json::Value, String>>,
+}
+
+impl Ctx<'_> {
+    fn info(&mut self) -> Result<serde_json::Value, String> {
+        if self.info.is_none() {
+            self.info = Some(self.env.engine.info().map_err(|e| e.to_string()));
+        }
+        self.info.clone().unwrap_or_else(|| Err("not asked".into()))
+    }
+
+    /// The user to exercise.
+    fn subject(&self) -> Option<Resolved> {
+        let cfg = self.cfg.as_ref()?;
+        match &self.env.user {
+            Some(u) => Some(cfg.resolve(u)),
+            None => cfg
+                .all_users()
+                .into_iter()
+                .find(|u| u.aggregate.as_ref().is_some_and(|a| !a.is_unlimited())),
+        }
+    }
+}
+
+/// Run every check (or only `only`).
+pub fn run(env: &CheckEnv, only: Option<&str>) -> Vec<CheckResult> {
+    let loaded = crate::config::load(&env.config);
+    let first_error = loaded
+        .diagnostics
+        .items
+        .iter()
+        .find(|d| d.severity == crate::config::Severity::Error)
+        .map(|d| d.to_string());
+    let mut ctx = Ctx {
+        env,
+        cfg: if first_error.is_none() {
+            loaded.config
+        } else {
+            None
+        },
+        info: None,
+    };
+    let mut out = Vec::new();
+    for &name in NAMES {
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
+        let res = match name {
+            "config" => check_config(&ctx, first_error.as_deref()),
+            "generator" => check_generator(&ctx),
+            "docker-daemon" => check_daemon(&mut ctx),
+            "docker-cgroup" => check_docker_cgroup(&mut ctx),
+            "slices" => check_slices(&mut ctx),
+            "memory-enforcement" => check_memory_enforcement(&mut ctx),
+            "aggregate" => check_aggregate(&ctx),
+            "psi" => check_psi(&ctx),
+            "collector-deployed" => check_collector(&ctx),
+            "stats-recent" => check_stats(&ctx),
+            "events-writable" => check_events(&ctx),
+            _ => check_greeting(&ctx),
+        };
+        out.push(res);
+    }
+    out
+}
+
+fn no_config(name: &'static str, tags: &[&'static str]) -> CheckResult {
+    r(
+        name,
+        Status::Skip,
+        "the config does not load (see the config check)",
+        tags,
+    )
+}
+
+fn check_config(ctx: &Ctx, first_error: Option<&str>) -> CheckResult {
+    let name = "config";
+    if let Some(e) = first_error {
+        return r(name, Status::Fail, e, &[]);
+    }
+    let Some(cfg) = &ctx.cfg else {
+        return r(
+            name,
+            Status::Fail,
+            format!("cannot load {}", ctx.env.config.display()),
+            &[],
+        );
+    };
+    // Every group in use has an aggregate, or is the admin group (unlimited on
+    // purpose). A group in use: it has members, or it is the default group.
+    let unlimited: Vec<&str> = cfg
+        .groups
+        .iter()
+        .filter(|g| g.name != "admin" && g.aggregate.as_ref().is_none_or(|a| a.is_unlimited()))
+        .filter(|g| !g.members.is_empty() || g.name == cfg.default_group)
+        .map(|g| g.name.as_str())
+        .collect();
+    if !unlimited.is_empty() {
+        return r(
+            name,
+            Status::Fail,
+            format!(
+                "group(s) {} have users but no aggregate limits; add an aggregate, or name the group admin if unlimited is intended",
+                unlimited.join(", ")
+            ),
+            &[],
+        );
+    }
+    let users = cfg.all_users();
+    r(
+        name,
+        Status::Pass,
+        format!(
+            "{} loads: {} groups, {} users",
+            ctx.env.config.display(),
+            cfg.groups.len(),
+            users.len()
+        ),
+        &[],
+    )
+}
+
+fn check_generator(ctx: &Ctx) -> CheckResult {
+    let name = "generator";
+    let Some(cfg) = &ctx.cfg else {
+        return no_config(name, &[]);
+    };
+    let mut users_with = 0;
+    let mut problems = Vec::new();
+    for u in cfg.all_users() {
+        let Some(a) = u.aggregate.as_ref().filter(|a| !a.is_unlimited()) else {
+            continue;
+        };
+        users_with += 1;
+        let text = crate::slices::render_dropin(a).unwrap_or_default();
+        let want = [
+            (
+                "CPUQuota=",
+                a.cpu_quota.and_then(Limit::value).map(|q| q.to_string()),
+            ),
+            (
+                "MemoryMax=",
+                a.memory_max.map(crate::units::format_systemd_size),
+            ),
+            (
+                "MemoryHigh=",
+                a.memory_high.map(crate::units::format_systemd_size),
+            ),
+            (
+                "TasksMax=",
+                a.tasks_max
+                    .map(|t| t.value().map_or("infinity".into(), |v| v.to_string())),
+            ),
+        ];
+        for (key, val) in want {
+            match val {
+                Some(v) if !text.contains(&format!("{key}{v}\n")) => {
+                    problems.push(format!("{}: {key}{v} not rendered", u.user))
+                }
+                None => problems.push(format!(
+                    "{}: no {} in its aggregate",
+                    u.user,
+                    key.trim_end_matches('=')
+                )),
+                _ => {}
+            }
+        }
+    }
+    if !problems.is_empty() {
+        problems.truncate(5);
+        return r(name, Status::Fail, problems.join("; "), &[]);
+    }
+    // What is installed must be what the config says.
+    let desired = crate::slices::desired_all(cfg);
+    match crate::slices::plan(&ctx.env.systemd_dir, &desired) {
+        Ok(p) if p.is_empty() => r(
+            name,
+            Status::Pass,
+            format!(
+                "CPUQuota, MemoryMax, MemoryHigh, TasksMax rendered for {users_with} users; {} installed and current",
+                ctx.env.systemd_dir.display()
+            ),
+            &[],
+        ),
+        Ok(p) => r(
+            name,
+            Status::Fail,
+            format!(
+                "{} differs from the config: {} (run ds01 slices apply)",
+                ctx.env.systemd_dir.display(),
+                p.summary()
+            ),
+            &[],
+        ),
+        Err(e) => r(name, Status::Fail, e.to_string(), &[]),
+    }
+}
+
+fn check_daemon(ctx: &mut Ctx) -> CheckResult {
+    let name = "docker-daemon";
+    match ctx.info() {
+        Ok(i) => r(
+            name,
+            Status::Pass,
+            format!(
+                "Docker {} at {}",
+                i.get("ServerVersion")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("?"),
+                ctx.env.engine.socket.display()
+            ),
+            &["DOCKER"],
+        ),
+        Err(e) => r(name, Status::Fail, e, &["DOCKER"]),
+    }
+}
+
+fn check_docker_cgroup(ctx: &mut Ctx) -> CheckResult {
+    let name = "docker-cgroup";
+    let Ok(i) = ctx.info() else {
+        return r(
+            name,
+            Status::Skip,
+            "the Docker daemon is not reachable",
+            &["DOCKER"],
+        );
+    };
+    let driver = i
+        .get("CgroupDriver")
+        .and_then(|v| v.as_str())
+        .unwrap_or("?");
+    let version = i
+        .get("CgroupVersion")
+        .and_then(|v| v.as_str())
+        .unwrap_or("?");
+    if driver == "systemd" && version == "2" {
+        r(
+            name,
+            Status::Pass,
+            "cgroup driver systemd, cgroup v2",
+            &["DOCKER"],
+        )
+    } else {
+        r(
+            name,
+            Status::Fail,
+            format!(
+                "cgroup driver {driver}, cgroup v{version}: ds01 needs \"exec-opts\": [\"native.cgroupdriver=systemd\"] in /etc/docker/daemon.json and cgroup v2"
+            ),
+            &["DOCKER"],
+        )
+    }
+}
+
+/// Compare a slice's kernel limits with the user's aggregate.
+pub fn slice_mismatches(dir: &CgroupDir, u: &Resolved) -> Vec<String> {
+    let mut out = Vec::new();
+    let a = u
+        .aggregate
+        .clone()
+        .filter(|a| !a.is_unlimited())
+        .unwrap_or_default();
+    let want_bytes = |l: Option<Limit<u64>>| match l {
+        Some(Limit::Value(v)) => v.to_string(),
+        _ => "max".to_string(),
+    };
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.path.join(f))
+            .map(|t| t.trim().to_string())
+            .unwrap_or_else(|e| format!("unreadable ({e})"))
+    };
+    for (file, want) in [
+        ("memory.max", want_bytes(a.memory_max)),
+        ("memory.high", want_bytes(a.memory_high)),
+        ("pids.max", want_bytes(a.tasks_max)),
+        (
+            "cpu.max",
+            match a.cpu_quota {
+                Some(Limit::Value(q)) => format!("{} 100000", q.quota_us(100_000)),
+                _ => "max 100000".into(),
+            },
+        ),
+    ] {
+        let got = read(file);
+        if got != want {
+            out.push(format!("{}: {file} is {got}, config says {want}", u.user));
+        }
+    }
+    out
+}
+
+fn check_slices(ctx: &mut Ctx) -> CheckResult {
+    let name = "slices";
+    let tags = &["DOCKER"];
+    let Some(cfg) = &ctx.cfg else {
+        return no_config(name, tags);
+    };
+    let list = match ctx.env.engine.get(&format!(
+        "/containers/json?filters={}",
+        "%7B%22label%22%3A%5B%22ds01.managed%3Dtrue%22%5D%7D"
+    )) {
+        Ok(v) => v.as_array().cloned().unwrap_or_default(),
+        Err(e) => {
+            return r(
+                name,
+                Status::Skip,
+                format!("cannot list containers: {e}"),
+                tags,
+            );
+        }
+    };
+    let mut users: Vec<String> = list
+        .iter()
+        .filter_map(|c| {
+            c.pointer("/Labels/ds01.user")
+                .and_then(|u| u.as_str())
+                .map(str::to_string)
+        })
+        .collect();
+    users.sort();
+    users.dedup();
+    if users.is_empty() {
+        return r(
+            name,
+            Status::Skip,
+            "no ds01 container is running, so no user slice to compare",
+            tags,
+        );
+    }
+    let mut problems = Vec::new();
+    for user in &users {
+        let u = cfg.resolve(user);
+        let dir = CgroupDir::new(
+            ctx.env
+                .cgroup_root
+                .join(group_slice(&u.group))
+                .join(u.slice()),
+        );
+        if !dir.path.is_dir() {
+            problems.push(format!("{user}: {} does not exist", dir.path.display()));
+            continue;
+        }
+        problems.extend(slice_mismatches(&dir, &u));
+    }
+    if problems.is_empty() {
+        r(
+            name,
+            Status::Pass,
+            format!(
+                "kernel limits equal the config for {} user(s) with running containers: {}",
+                users.len(),
+                users.join(", ")
+            ),
+            tags,
+        )
+    } else {
+        r(name, Status::Fail, problems.join("; "), tags)
+    }
+}
+
+fn check_memory_enforcement(ctx: &mut Ctx) -> CheckResult {
+    let name = "memory-enforcement";
+    let tags = &["ROOT", "DOCKER"];
+    let Some(image) = ctx.env.image.clone() else {
+        return r(
+            name,
+            Status::Skip,
+            "no --image given for the throw-away container",
+            tags,
+        );
+    };
+    let Some(u) = ctx.subject() else {
+        return r(
+            name,
+            Status::Skip,
+            "no configured user with an aggregate to run as",
+            tags,
+        );
+    };
+    if ctx.info().is_err() {
+        return r(
+            name,
+            Status::Skip,
+            "the Docker daemon is not reachable",
+            tags,
+        );
+    }
+    let argv: Vec<String> = [
+        "run",
+        "-d",
+        "--rm",
+        "--network",
+        "none",
+        "--memory=64m",
+        "--name",
+        "ds01-check-memory",
+        &image,
+        "sleep",
+        "60",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let args::Command::Run(run_args) = args::parse(&argv) else {
+        return r(
+            name,
+            Status::Fail,
+            "the argument model did not see a run command",
+            tags,
+        );
+    };
+    let inv = gpu::Inventory::default();
+    let decider = Decider {
+        user: &u,
+        admin: false,
+        inventory: &inv,
+    };
+    let Decision::Allow { argv, .. } = decider.decide(&run_args, None) else {
+        return r(
+            name,
+            Status::Fail,
+            "the wrapper refused a 64 MiB container without any usage",
+            tags,
+        );
+    };
+    let out = std::process::Command::new(&ctx.env.real_docker)
+        .args(&argv)
+        .output();
+    let id = match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        Ok(o) => {
+            return r(
+                name,
+                Status::Fail,
+                format!(
+                    "docker run failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ),
+                tags,
+            );
+        }
+        Err(e) => {
+            return r(
+                name,
+                Status::Fail,
+                format!("cannot run {}: {e}", ctx.env.real_docker.display()),
+                tags,
+            );
+        }
+    };
+    let scope = ctx
+        .env
+        .cgroup_root
+        .join(group_slice(&u.group))
+        .join(u.slice())
+        .join(format!("docker-{id}.scope"));
+    let max = std::fs::read_to_string(scope.join("memory.max")).map(|t| t.trim().to_string());
+    let _ = std::process::Command::new(&ctx.env.real_docker)
+        .args(["rm", "-f", &id])
+        .output();
+    match max {
+        Ok(m) if m == "67108864" => r(
+            name,
+            Status::Pass,
+            format!(
+                "a 64 MiB container ran in {} with memory.max 67108864",
+                u.slice()
+            ),
+            tags,
+        ),
+        Ok(m) => r(
+            name,
+            Status::Fail,
+            format!("{}: memory.max is {m}, expected 67108864", scope.display()),
+            tags,
+        ),
+        Err(e) => r(
+            name,
+            Status::Fail,
+            format!("the container is not under {}: {e}", scope.display()),
+            tags,
+        ),
+    }
+}
+
+fn check_aggregate(ctx: &Ctx) -> CheckResult {
+    let name = "aggregate";
+    let Some(u) = ctx.subject() else {
+        return r(
+            name,
+            Status::Skip,
+            "no configured user with an aggregate",
+            &[],
+        );
+    };
+    let Some(Limit::Value(max)) = u.aggregate.as_ref().and_then(|a| a.memory_max) else {
+        return r(
+            name,
+            Status::Skip,
+            format!("{}'s aggregate has no memory_max", u.user),
+            &[],
+        );
+    };
+    let inv = gpu::Inventory::default();
+    let decider = Decider {
+        user: &u,
+        admin: false,
+        inventory: &inv,
+    };
+    let parse = |mem: &str| {
+        let argv: Vec<String> = ["run", "--memory", mem, "img"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        match args::parse(&argv) {
+            args::Command::Run(r) => Some(r),
+            args::Command::Other => None,
+        }
+    };
+    let (Some(big), Some(small)) = (parse("64m"), parse("1m")) else {
+        return r(
+            name,
+            Status::Fail,
+            "the argument model did not see a run command",
+            &[],
+        );
+    };
+    let full = Usage {
+        memory_bytes: max.saturating_sub(1 << 20),
+        tasks: 0,
+        containers: Some(Vec::new()),
+    };
+    let empty = Usage {
+        memory_bytes: 0,
+        tasks: 0,
+        containers: Some(Vec::new()),
+    };
+    let over = decider.decide(&big, Some(&full));
+    let within = decider.decide(&small, Some(&empty));
+    match (over, within) {
+        (Decision::Refuse(rf), Decision::Allow { .. }) if rf.quota == Quota::Memory => r(
+            name,
+            Status::Pass,
+            format!(
+                "{}: 64 MiB over a nearly full {} refused, 1 MiB into an empty slice allowed",
+                u.user,
+                crate::units::format_human_bytes(max)
+            ),
+            &[],
+        ),
+        (o, w) => r(
+            name,
+            Status::Fail,
+            format!("over quota gave {o:?}; within quota gave {w:?}"),
+            &[],
+        ),
+    }
+}
+
+fn check_psi(ctx: &Ctx) -> CheckResult {
+    let name = "psi";
+    let slices = match crate::cgroup::walk(&ctx.env.cgroup_root) {
+        Ok(w) => w.slices,
+        Err(e) => return r(name, Status::Fail, e.to_string(), &[]),
+    };
+    if slices.is_empty() {
+        return r(
+            name,
+            Status::Skip,
+            format!("no user slice under {} yet", ctx.env.cgroup_root.display()),
+            &[],
+        );
+    }
+    let mut missing = Vec::new();
+    for s in &slices {
+        for res in ["memory", "cpu"] {
+            match s.dir.psi(res) {
+                Ok(Some(_)) => {}
+                Ok(None) => missing.push(format!(
+                    "{}/{res}.pressure: not supported (boot with psi=1)",
+                    s.user
+                )),
+                Err(e) => missing.push(e.to_string()),
+            }
+        }
+    }
+    if missing.is_empty() {
+        r(
+            name,
+            Status::Pass,
+            format!(
+                "memory and cpu pressure readable in {} user slice(s)",
+                slices.len()
+            ),
+            &[],
+        )
+    } else {
+        r(name, Status::Fail, missing.join("; "), &[])
+    }
+}
+
+fn check_collector(ctx: &Ctx) -> CheckResult {
+    let name = "collector-deployed";
+    let timer = std::process::Command::new(&ctx.env.systemctl)
+        .args(["is-enabled", "ds01-collect.timer"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    if timer == "enabled" {
+        return r(name, Status::Pass, "ds01-collect.timer is enabled", &[]);
+    }
+    if ctx.env.cron_file.exists() {
+        return r(
+            name,
+            Status::Pass,
+            format!("{} is installed", ctx.env.cron_file.display()),
+            &[],
+        );
+    }
+    r(
+        name,
+        Status::Fail,
+        format!(
+            "neither ds01-collect.timer is enabled (systemctl says {timer:?}) nor {} exists",
+            ctx.env.cron_file.display()
+        ),
+        &[],
+    )
+}
+
+fn check_stats(ctx: &Ctx) -> CheckResult {
+    let name = "stats-recent";
+    let text = match std::fs::read_to_string(&ctx.env.stats_log) {
+        Ok(t) => t,
+        Err(e) => {
+            return r(
+                name,
+                Status::Fail,
+                format!("cannot read {}: {e}", ctx.env.stats_log.display()),
+                &[],
+            );
+        }
+    };
+    let last = text
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .and_then(|v| {
+            v.get("timestamp")
+                .and_then(|t| t.as_str())
+                .and_then(crate::timespec::parse_log_time)
+        });
+    match last {
+        Some(ts) => {
+            let age = jiff::Timestamp::now().duration_since(ts).as_secs();
+            if age <= 120 {
+                r(
+                    name,
+                    Status::Pass,
+                    format!("last stats line {age} s ago"),
+                    &[],
+                )
+            } else {
+                r(
+                    name,
+                    Status::Fail,
+                    format!(
+                        "last stats line {age} s ago (expected within 120 s: is the collector running?)"
+                    ),
+                    &[],
+                )
+            }
+        }
+        None => r(
+            name,
+            Status::Fail,
+            format!("{} has no stats line", ctx.env.stats_log.display()),
+            &[],
+        ),
+    }
+}
+
+fn check_events(ctx: &Ctx) -> CheckResult {
+    let name = "events-writable";
+    let p = &ctx.env.events_log;
+    match std::fs::OpenOptions::new().append(true).open(p) {
+        Ok(_) => r(
+            name,
+            Status::Pass,
+            format!("{} is writable", p.display()),
+            &[],
+        ),
+        Err(e) => r(name, Status::Fail, format!("{}: {e}", p.display()), &[]),
+    }
+}
+
+fn check_greeting(ctx: &Ctx) -> CheckResult {
+    let name = "greeting";
+    let Some(cfg) = &ctx.cfg else {
+        return no_config(name, &[]);
+    };
+    let Some(u) = ctx.subject().or_else(|| cfg.all_users().into_iter().next()) else {
+        return r(name, Status::Skip, "no configured user", &[]);
+    };
+    let paths = crate::greet::GreetPaths {
+        cgroup_root: ctx.env.cgroup_root.clone(),
+        events_log: ctx.env.events_log.clone(),
+        alerts_dir: ctx.env.alerts_dir.clone(),
+        banner: ctx.env.config.with_file_name("banner.txt"),
+    };
+    let start = std::time::Instant::now();
+    let text = crate::greet::render(cfg, &u, &paths, jiff::Timestamp::now(), false);
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    if text.contains(&u.user) {
+        r(
+            name,
+            Status::Pass,
+            format!("greeting for {} rendered in {ms:.1} ms", u.user),
+            &[],
+        )
+    } else {
+        r(
+            name,
+            Status::Fail,
+            format!("greeting for {} did not name the user: {text:?}", u.user),
+            &[],
+        )
+    }
+}
