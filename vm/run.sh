@@ -14,8 +14,9 @@ log() { echo "[vm] $*"; }
 "$HERE/host-setup.sh"
 command -v qemu-system-x86_64 >/dev/null || { echo "[vm] FAIL: qemu-system-x86_64 is not installed and could not be installed" >&2; exit 1; }
 
-log "building ds01 (release)"
-(cd "$ROOT" && cargo build --release --locked --quiet)
+log "building the Debian package"
+DEB=$("$ROOT/packaging/build-deb.sh")
+log "package: $DEB"
 IMG=$("$HERE/build-image.sh")
 log "image: $IMG"
 
@@ -23,7 +24,7 @@ WORK=$(mktemp -d /tmp/ds01-vm.XXXXXX)
 [ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$WORK"' EXIT
 SHARE=$WORK/share
 mkdir -p "$SHARE/results" "$WORK/bb/bin"
-cp "$ROOT/target/release/ds01" "$SHARE/ds01"
+cp "$DEB" "$SHARE/ds01.deb"
 cp "$HERE/guest/scenario.sh" "$SHARE/scenario.sh"
 cp -r "$HERE/guest/etc" "$SHARE/etc"
 # The container image, built offline: static busybox + the hog, `docker import`ed

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod docker_cmd;
 pub mod events_cmd;
 pub mod greet_cmd;
+pub mod install_cmd;
 pub mod limits;
 pub mod slices_cmd;
 
@@ -89,6 +90,9 @@ pub enum Command {
     Greet(greet_cmd::GreetArgs),
     /// The whole-chain integration checks: [PASS]/[FAIL]/[SKIP] per link.
     Check(check_cmd::CheckArgs),
+    /// Install ds01 under a prefix (as the Debian package does), or opt in to the
+    /// docker wrapper with --docker-wrapper.
+    Install(install_cmd::InstallArgs),
     /// Run the chain on an embedded demo config in a temporary directory.
     Demo(demo::DemoArgs),
 }
@@ -107,6 +111,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Events(a) => events_cmd::run(a),
         Command::Greet(a) => greet_cmd::run(a, &config),
         Command::Check(a) => check_cmd::run(a, &config),
+        Command::Install(a) => install_cmd::run(a),
         Command::Demo(a) => demo::run(a),
     }
 }

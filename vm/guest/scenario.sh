@@ -20,14 +20,15 @@ as() { local u=$1; shift; su -s /bin/sh "$u" -c "$*"; }
 oom_events() { grep -c '"event_type":"resource.oom_kill"' /var/log/ds01/events.jsonl 2>/dev/null || echo 0; }
 
 step "setup: kernel $(uname -r), $(systemctl --version | head -1), $(docker --version)"
-install -m 0755 $H/ds01 /usr/local/bin/ds01
-ln -sf /usr/local/bin/ds01 /usr/local/bin/docker   # the wrapper, ahead of /usr/bin/docker
-ln -sf /usr/local/bin/ds01 /usr/local/bin/ds01-events
+out=$(dpkg -i $H/ds01.deb 2>&1); rc=$?
+check "dpkg -i ds01.deb" 0 "$rc" "$(echo "$out" | tail -3)"
+check "the package enabled the collector timer" enabled "$(systemctl is-enabled ds01-collect.timer 2>&1)"
+check "the event log is appendable by the docker group" "664 root docker" "$(stat -c '%a %U %G' /var/log/ds01/events.jsonl)"
+check "ds01-events link" /usr/bin/ds01-events "$(command -v ds01-events)"
+check "man page installed" 1 "$(ls /usr/share/man/man1/ds01.1* 2>/dev/null | wc -l)"
+out=$(ds01 install --docker-wrapper 2>&1)
+check "the docker wrapper opt-in link" /usr/bin/ds01 "$(readlink /usr/local/bin/docker)" "$out"
 cp -r $H/etc/ds01 /etc/
-mkdir -p /var/log/ds01 /var/lib/ds01/resource-stats
-# Users who may run docker append their placement events (docker group members are
-# root-equivalent anyway).
-install -m 0664 -g docker /dev/null /var/log/ds01/events.jsonl
 check "cgroup v2 only" cgroup2fs "$(stat -fc %T $CG)"
 check "docker uses the systemd cgroup driver" systemd "$(/usr/bin/docker info -f '{{.CgroupDriver}}' 2>&1)"
 /usr/bin/docker import $H/image.tar ds01-test:latest >/dev/null && pass "test image imported" || fail "docker import"
@@ -111,6 +112,35 @@ out=$(ds01 events --user alice --type resource 2>&1)
 check "ds01 events --user alice --type resource shows both kills" 2 "$(echo "$out" | grep -c resource.oom_kill)" "$out"
 out=$(as alice "ds01-events --user alice --type quota" 2>&1)
 check "alice can read her refusal with ds01-events" 1 "$(echo "$out" | grep -c quota.memory_exceeded)" "$out"
+
+step "6. the greeting, as alice"
+out=$(as alice "ds01 greet --plain" 2>&1); rc=$?
+check "ds01 greet as alice exits 0" 0 "$rc" "$out"
+check "the greeting names her group and quota" 1 "$(echo "$out" | grep -c 'alice (group student)')"
+check "the greeting mentions the OOM kills" 1 "$(echo "$out" | grep -c 'killed for exceeding memory in the last 24h')"
+
+step "7. ds01 check on the real chain: every check PASS, none skipped"
+as alice "docker run -d --name alice-c4 --network none ds01-test:latest sleep 600" >/dev/null 2>&1
+ds01 collect >/dev/null 2>&1
+out=$(ds01 check --image ds01-test:latest 2>&1); rc=$?
+check "ds01 check exits 0" 0 "$rc" "$out"
+check "ds01 check: 12/12 passed, none skipped" 1 "$(echo "$out" | grep -c 'Results: 12/12 passed, 0 failed, 0 skipped')"
+systemctl start ds01-collect.service
+check "the installed collect unit runs (hardened) and succeeds" 0 "$(systemctl show -p ExecMainStatus --value ds01-collect.service)" "$(journalctl -u ds01-collect.service -n 5 --no-pager 2>&1 | tail -3)"
+
+step "8. upgrade keeps config and state; purge removes state"
+echo "# local edit" >>/etc/ds01/resource-limits.yaml
+sum_before=$(md5sum /etc/ds01/resource-limits.yaml | cut -c1-32)
+counts_before=$(cat /var/lib/ds01/resource-stats/oom-counts.json 2>&1)
+out=$(dpkg -i --force-confold $H/ds01.deb 2>&1); rc=$?
+check "reinstalling the package (upgrade path) succeeds" 0 "$rc" "$(echo "$out" | tail -2)"
+check "the edited config is kept" "$sum_before" "$(md5sum /etc/ds01/resource-limits.yaml | cut -c1-32)"
+check "the OOM state is kept" "$counts_before" "$(cat /var/lib/ds01/resource-stats/oom-counts.json 2>&1)"
+/usr/bin/docker rm -f $(/usr/bin/docker ps -aq) >/dev/null 2>&1
+ds01 install --docker-wrapper --remove >/dev/null
+out=$(dpkg --purge ds01 2>&1); rc=$?
+check "dpkg --purge ds01" 0 "$rc" "$(echo "$out" | tail -2)"
+check "purge removed the state" absent "$([ -e /var/lib/ds01 ] && echo present || echo absent)"
 
 echo
 echo "== $CHECKS checks, $FAILS failed"
