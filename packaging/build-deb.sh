@@ -25,7 +25,7 @@ Version: $VERSION
 Architecture: $ARCH
 Maintainer: ds01 developers <ds01@localhost>
 Installed-Size: $SIZE
-Depends: ${DEPENDS:-libc6 (>= 2.34)}
+Depends: ${DEPENDS:-libc6 (>= 2.34)}, fonts-dejavu-core
 Recommends: docker.io | docker-ce, logrotate
 Section: admin
 Priority: optional

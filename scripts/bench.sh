@@ -63,3 +63,12 @@ hyperfine -N --warmup 5 --runs 50 --export-markdown "$W/docker.md" \
     -n "fake docker alone" "$W/fake-docker run -it --rm busybox true" \
     -n "ds01 docker (wrapper + fake docker)" "$B docker run -it --rm busybox true" >/dev/null
 cat "$W/docker.md"
+
+# --- ds01 stats --summary over 7 days x 100 users (1,008,000 lines) against jq ---
+# The jq pipeline computes less (peak and mean only); it is a lower bound for jq.
+H=$("$B" demo --dir "$W/st" --history-users 100 --history-days 7 --write-only | tail -1)
+hyperfine --warmup 1 --runs 3 --export-markdown "$W/stats.md" \
+    -n "ds01 stats --summary" "$B stats --file $H --summary" \
+    -n "jq: peak and mean per user" "jq -nR '[inputs | fromjson?] | group_by(.user) | map({user: .[0].user, peak: (map(.memory_pct)|max), mean: (map(.memory_pct)|add/length)})' $H" \
+    >/dev/null
+cat "$W/stats.md"

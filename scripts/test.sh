@@ -8,12 +8,13 @@ log() { printf '\n== %s\n' "$*"; }
 
 . scripts/lib.sh
 
-# Debian packages the tests use: systemd-analyze (unit verification), jq and
-# hyperfine (benchmark comparisons).
+# Debian packages the tests use: systemd-analyze (unit verification), jq, and the
+# font plots are drawn with.
 need_debs() {
     local missing=()
     command -v systemd-analyze >/dev/null || missing+=(systemd)
     command -v jq >/dev/null || missing+=(jq)
+    [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
     if [ ${#missing[@]} -gt 0 ]; then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
             log "installing ${missing[*]}"

@@ -207,3 +207,67 @@ pub fn write_fake_tree(root: &Path, n: usize) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// A generated stats history: `users` users sampled every minute for `minutes`
+/// minutes up to `end`, in the collector's format. Memory follows a daily rhythm
+/// with noise; every 7th user runs close to its limit (above 90 % at the peaks),
+/// every 5th gets OOM kills, and every 10th has its slice re-created (its counter
+/// resets). Deterministic.
+pub fn write_stats_history(
+    path: &Path,
+    users: usize,
+    minutes: usize,
+    end: jiff::Timestamp,
+) -> io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut w = io::BufWriter::new(std::fs::File::create(path)?);
+    let limit: u64 = 48 << 30;
+    let start = end.as_second() - (minutes as i64) * 60;
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut kills = vec![0u64; users];
+    for m in 0..minutes {
+        let t = start + (m as i64) * 60;
+        let ts = jiff::Timestamp::from_second(t)
+            .unwrap_or(end)
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let day = ((t % 86_400) as f64 / 86_400.0 * std::f64::consts::TAU).sin();
+        for (u, k) in kills.iter_mut().enumerate() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let noise = (x % 1000) as f64 / 1000.0;
+            let base = if u % 7 == 0 {
+                0.80
+            } else {
+                0.25 + 0.3 * ((u % 5) as f64 / 5.0)
+            };
+            let frac = (base + 0.12 * day + 0.05 * noise).clamp(0.01, 0.99);
+            let cur = (limit as f64 * frac) as u64;
+            if u % 5 == 0 && x.is_multiple_of(240) {
+                *k += 1;
+            }
+            if u % 10 == 0 && m == minutes / 2 {
+                *k = 0;
+            }
+            let psi_some = if frac > 0.9 {
+                20.0 + 30.0 * noise
+            } else {
+                0.5 * noise
+            };
+            let pct = (cur as f64 * 10_000.0 / limit as f64).round() / 100.0;
+            writeln!(
+                w,
+                "{{\"timestamp\":\"{ts}\",\"user\":\"user{u:03}\",\"group\":\"{}\",\"memory_current_bytes\":{cur},\"memory_max_bytes\":{limit},\"memory_pct\":{pct},\"pids_current\":{},\"pids_max\":12288,\"psi_memory_some_avg10\":{psi_some:.2},\"psi_memory_full_avg10\":{:.2},\"psi_cpu_some_avg10\":{:.2},\"psi_cpu_full_avg10\":0.0,\"oom_count\":{k},\"oom_kill_count\":{k}}}",
+                if u % 5 == 4 { "researcher" } else { "student" },
+                100 + x % 400,
+                psi_some / 2.0,
+                noise * 3.0,
+            )?;
+        }
+    }
+    w.flush()
+}

@@ -16,5 +16,7 @@ pub mod greet;
 pub mod naming;
 pub mod paths;
 pub mod slices;
+pub mod stats;
+pub mod stats_plot;
 pub mod timespec;
 pub mod units;

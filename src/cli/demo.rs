@@ -23,6 +23,12 @@ pub struct DemoArgs {
     /// printed as the last line with --write-only.
     #[arg(long, value_name = "N")]
     pub slices: Option<usize>,
+    /// Also write a generated stats history: N users, one sample a minute for
+    /// --history-days days (for benchmarks and plots); printed last with --write-only.
+    #[arg(long, value_name = "N")]
+    pub history_users: Option<usize>,
+    #[arg(long, value_name = "DAYS", default_value_t = 7)]
+    pub history_days: usize,
     /// Only write the files and print their paths; run nothing.
     #[arg(long)]
     pub write_only: bool,
@@ -54,6 +60,16 @@ pub fn run(args: DemoArgs) -> CliResult {
         crate::demo::write_fake_tree(&cgroot, n)
             .map_err(|e| CliError::Runtime(format!("cannot write {}: {e}", cgroot.display())))?;
     }
+    let history = dir.join("log/history/resource-stats.log");
+    if let Some(n) = args.history_users {
+        crate::demo::write_stats_history(
+            &history,
+            n,
+            args.history_days * 24 * 60,
+            jiff::Timestamp::now(),
+        )
+        .map_err(|e| CliError::Runtime(format!("cannot write {}: {e}", history.display())))?;
+    }
     if args.write_only {
         println!("{}", cfg_path.display());
         if args.events.is_some() {
@@ -61,6 +77,9 @@ pub fn run(args: DemoArgs) -> CliResult {
         }
         if args.slices.is_some() {
             println!("{}", cgroot.display());
+        }
+        if args.history_users.is_some() {
+            println!("{}", history.display());
         }
         return Ok(());
     }

@@ -3,7 +3,6 @@
 use super::{CliError, CliResult};
 use crate::events::query::{self, Filter};
 use crate::events::{Event, EventLog};
-use crate::timespec::{EXAMPLES, parse_time};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 use std::io::IsTerminal;
@@ -113,25 +112,17 @@ fn log(event_type: &str, fields: &[String], file: Option<PathBuf>) -> CliResult 
 }
 
 fn filter(q: &QueryArgs) -> Result<Filter, CliError> {
-    let now = jiff::ZonedDateTime::now();
-    let t = |s: &Option<String>, flag: &str| -> Result<Option<jiff::Timestamp>, CliError> {
-        s.as_deref()
-            .map(|p| {
-                parse_time(p, &now)
-                    .map_err(|_| CliError::Usage(format!("{flag} {p:?}: not a time ({EXAMPLES})")))
-            })
-            .transpose()
-    };
+    let (since, until) = super::time_range(q.since.as_deref(), q.until.as_deref())?;
     Ok(Filter {
         user: q.user.clone(),
         type_prefix: q.event_type.clone(),
         container: q.container.clone(),
-        since: t(&q.since, "--since")?,
-        until: t(&q.until, "--until")?,
+        since,
+        until,
     })
 }
 
-fn warn_malformed(n: usize) {
+pub fn warn_malformed(n: usize) {
     if n > 0 {
         eprintln!(
             "warning: {n} malformed line{} skipped",

@@ -11,6 +11,7 @@ pub mod greet_cmd;
 pub mod install_cmd;
 pub mod limits;
 pub mod slices_cmd;
+pub mod stats_cmd;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -86,6 +87,8 @@ pub enum Command {
     },
     /// Query the event log, or append to it (`ds01 events log`).
     Events(events_cmd::EventsArgs),
+    /// The stats history: latest per user, --summary over a range, --plot.
+    Stats(stats_cmd::StatsArgs),
     /// The login greeting: your quota, your use, recent OOM kills, alerts.
     Greet(greet_cmd::GreetArgs),
     /// The whole-chain integration checks: [PASS]/[FAIL]/[SKIP] per link.
@@ -109,6 +112,7 @@ pub fn run(cli: Cli) -> CliResult {
             code => Err(CliError::Exit(code)),
         },
         Command::Events(a) => events_cmd::run(a),
+        Command::Stats(a) => stats_cmd::run(a),
         Command::Greet(a) => greet_cmd::run(a, &config),
         Command::Check(a) => check_cmd::run(a, &config),
         Command::Install(a) => install_cmd::run(a),
@@ -136,4 +140,24 @@ pub fn load_valid_config(path: &std::path::Path) -> Result<crate::config::Config
     loaded
         .config
         .ok_or_else(|| CliError::Config(format!("cannot load {}", path.display())))
+}
+
+/// `--since` / `--until` for `ds01 events` and `ds01 stats`: one parser, one message.
+pub fn time_range(
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Result<(Option<jiff::Timestamp>, Option<jiff::Timestamp>), CliError> {
+    let now = jiff::ZonedDateTime::now();
+    let t = |s: Option<&str>, flag: &str| {
+        s.map(|p| {
+            crate::timespec::parse_time(p, &now).map_err(|_| {
+                CliError::Usage(format!(
+                    "{flag} {p:?}: not a time ({})",
+                    crate::timespec::EXAMPLES
+                ))
+            })
+        })
+        .transpose()
+    };
+    Ok((t(since, "--since")?, t(until, "--until")?))
 }

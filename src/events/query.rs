@@ -308,27 +308,29 @@ pub fn files_for(
 
 /// The first event timestamp in a file (reads only as far as it must).
 pub fn first_event_ts(path: &Path) -> Option<Timestamp> {
-    let mut found = None;
-    let mut reader: Box<dyn io::BufRead> = {
-        let file = std::fs::File::open(path).ok()?;
-        if path.extension().is_some_and(|x| x == "gz") {
-            Box::new(io::BufReader::new(GzDecoder::new(file)))
-        } else {
-            Box::new(io::BufReader::new(file))
-        }
+    first_line_ts(path, |l| parse_line(l).and_then(|r| r.ts))
+}
+
+/// The first timestamp `ts_of` finds in the first 1,000 lines of a log file (plain
+/// or `.gz`).
+pub fn first_line_ts(path: &Path, ts_of: impl Fn(&str) -> Option<Timestamp>) -> Option<Timestamp> {
+    let file = std::fs::File::open(path).ok()?;
+    let mut reader: Box<dyn io::BufRead> = if path.extension().is_some_and(|x| x == "gz") {
+        Box::new(io::BufReader::new(GzDecoder::new(file)))
+    } else {
+        Box::new(io::BufReader::new(file))
     };
     let mut line = String::new();
     for _ in 0..1000 {
         line.clear();
         if reader.read_line(&mut line).ok()? == 0 {
-            break;
+            return None;
         }
-        if let Some(ts) = parse_line(line.trim_end()).and_then(|r| r.ts) {
-            found = Some(ts);
-            break;
+        if let Some(ts) = ts_of(line.trim_end()) {
+            return Some(ts);
         }
     }
-    found
+    None
 }
 
 /// What a query found.

@@ -1,0 +1,243 @@
+//! The stats history (`resource-stats.log` and its rotations): the latest sample
+//! per user, per-user summaries over a range, and plots. Reading goes through the
+//! same line-file code and time phrases as `ds01 events`.
+
+use crate::events::query::{files_for, par_fold};
+use crate::timespec::parse_log_time;
+use jiff::Timestamp;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+
+pub const DEFAULT_LOG: &str = "/var/log/ds01/resource-stats.log";
+
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub users: Vec<String>,
+    pub group: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+}
+
+/// One stats line, as far as the views need it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Sample {
+    pub ts: Timestamp,
+    pub user: String,
+    pub group: String,
+    pub memory_current: u64,
+    pub memory_max: Option<u64>,
+    pub memory_pct: f64,
+    pub pids_current: u64,
+    pub pids_max: Option<u64>,
+    pub psi_memory_some: Option<f64>,
+    pub psi_memory_full: Option<f64>,
+    pub psi_cpu_some: Option<f64>,
+    pub oom_kill_count: u64,
+}
+
+#[derive(Deserialize)]
+struct Raw<'a> {
+    timestamp: &'a str,
+    user: &'a str,
+    #[serde(default)]
+    group: &'a str,
+    #[serde(default)]
+    memory_current_bytes: u64,
+    memory_max_bytes: Option<u64>,
+    #[serde(default)]
+    memory_pct: f64,
+    #[serde(default)]
+    pids_current: u64,
+    pids_max: Option<u64>,
+    psi_memory_some_avg10: Option<f64>,
+    psi_memory_full_avg10: Option<f64>,
+    psi_cpu_some_avg10: Option<f64>,
+    #[serde(default)]
+    oom_kill_count: u64,
+}
+
+/// Parse one stats line; `None` when it is not one (malformed, truncated).
+pub fn parse_sample(line: &str) -> Option<Sample> {
+    let r: Raw = serde_json::from_str(line).ok()?;
+    Some(Sample {
+        ts: parse_log_time(r.timestamp)?,
+        user: r.user.to_string(),
+        group: r.group.to_string(),
+        memory_current: r.memory_current_bytes,
+        memory_max: r.memory_max_bytes,
+        memory_pct: r.memory_pct,
+        pids_current: r.pids_current,
+        pids_max: r.pids_max,
+        psi_memory_some: r.psi_memory_some_avg10,
+        psi_memory_full: r.psi_memory_full_avg10,
+        psi_cpu_some: r.psi_cpu_some_avg10,
+        oom_kill_count: r.oom_kill_count,
+    })
+}
+
+impl Filter {
+    fn matches(&self, s: &Sample) -> bool {
+        (self.users.is_empty() || self.users.contains(&s.user))
+            && self.group.as_ref().is_none_or(|g| *g == s.group)
+            && self.since.is_none_or(|t| s.ts >= t)
+            && self.until.is_none_or(|t| s.ts <= t)
+    }
+
+    /// A cheap test on the raw line that every matching line passes.
+    fn may_match(&self, line: &str) -> bool {
+        let has = |v: &str| !v.contains(['"', '\\']) && line.contains(&format!("\"{v}\""));
+        (self.users.is_empty() || self.users.iter().any(|u| has(u) || u.contains(['"', '\\'])))
+            && self
+                .group
+                .as_ref()
+                .is_none_or(|g| has(g) || g.contains(['"', '\\']))
+    }
+}
+
+fn first_stats_ts(path: &Path) -> Option<Timestamp> {
+    crate::events::query::first_line_ts(path, |l| parse_sample(l).map(|s| s.ts))
+}
+
+/// Every matching sample in time order (per file; files oldest first), the
+/// original lines when `keep_lines`, and the number of malformed lines.
+pub struct Loaded {
+    pub samples: Vec<Sample>,
+    pub lines: Vec<String>,
+    pub malformed: usize,
+}
+
+pub fn load(path: &Path, f: &Filter, keep_lines: bool) -> io::Result<Loaded> {
+    #[derive(Default)]
+    struct Part {
+        samples: Vec<Sample>,
+        lines: Vec<String>,
+        malformed: usize,
+    }
+    let step = |p: &mut Part, line: &str| {
+        if line.trim().is_empty() {
+            return;
+        }
+        if !f.may_match(line) {
+            // Counted like events: a line ruled out unread is malformed only if
+            // it is not a complete `{…}` line.
+            let t = line.trim();
+            p.malformed += usize::from(!(t.starts_with('{') && t.ends_with('}')));
+            return;
+        }
+        match parse_sample(line) {
+            Some(s) if f.matches(&s) => {
+                if keep_lines {
+                    p.lines.push(line.to_string());
+                }
+                p.samples.push(s);
+            }
+            Some(_) => {}
+            None => p.malformed += 1,
+        }
+    };
+    let mut out = Loaded {
+        samples: Vec::new(),
+        lines: Vec::new(),
+        malformed: 0,
+    };
+    for file in files_for(path, f.since, first_stats_ts) {
+        for part in par_fold(&file, &Part::default, &step)? {
+            out.samples.extend(part.samples);
+            out.lines.extend(part.lines);
+            out.malformed += part.malformed;
+        }
+    }
+    Ok(out)
+}
+
+/// The latest sample per user, highest memory percentage first.
+pub fn latest(samples: &[Sample]) -> Vec<Sample> {
+    let mut by: BTreeMap<&str, &Sample> = BTreeMap::new();
+    for s in samples {
+        match by.get(s.user.as_str()) {
+            Some(prev) if prev.ts > s.ts => {}
+            _ => {
+                by.insert(&s.user, s);
+            }
+        }
+    }
+    let mut v: Vec<Sample> = by.into_values().cloned().collect();
+    v.sort_by(|a, b| {
+        b.memory_pct
+            .total_cmp(&a.memory_pct)
+            .then(a.user.cmp(&b.user))
+    });
+    v
+}
+
+/// One user's summary over the range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub user: String,
+    pub group: String,
+    pub samples: usize,
+    pub peak_pct: f64,
+    pub mean_pct: f64,
+    /// Seconds spent at or above 90 % of the memory limit.
+    pub secs_above_90: i64,
+    pub peak_psi_some: Option<f64>,
+    pub peak_psi_full: Option<f64>,
+    /// OOM kills in the range, from the counter's rises (a drop is a reset: the new
+    /// value counts as new kills).
+    pub oom_kills: u64,
+}
+
+/// Per-user summaries. Time above 90 %: each sample at or above 90 % counts until
+/// the next sample of that user, at most twice the user's median sampling interval
+/// (a gap in collection is not counted as time at the limit).
+pub fn summarize(samples: &[Sample]) -> Vec<Summary> {
+    let mut by: BTreeMap<&str, Vec<&Sample>> = BTreeMap::new();
+    for s in samples {
+        by.entry(&s.user).or_default().push(s);
+    }
+    let mut out = Vec::new();
+    for (user, mut v) in by {
+        v.sort_by_key(|s| s.ts);
+        let mut gaps: Vec<i64> = v
+            .windows(2)
+            .map(|w| w[1].ts.as_second() - w[0].ts.as_second())
+            .collect();
+        gaps.sort_unstable();
+        let median = gaps.get(gaps.len() / 2).copied().unwrap_or(60).max(1);
+        let cap = 2 * median;
+        let mut above = 0;
+        for (i, s) in v.iter().enumerate() {
+            if s.memory_pct >= 90.0 {
+                let next = v
+                    .get(i + 1)
+                    .map_or(median, |n| n.ts.as_second() - s.ts.as_second());
+                above += next.min(cap);
+            }
+        }
+        let mut kills = 0;
+        for w in v.windows(2) {
+            let (a, b) = (w[0].oom_kill_count, w[1].oom_kill_count);
+            kills += if b >= a { b - a } else { b };
+        }
+        let peak = |f: fn(&Sample) -> Option<f64>| {
+            v.iter()
+                .filter_map(|s| f(s))
+                .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
+        };
+        out.push(Summary {
+            user: user.to_string(),
+            group: v.last().map(|s| s.group.clone()).unwrap_or_default(),
+            samples: v.len(),
+            peak_pct: v.iter().map(|s| s.memory_pct).fold(0.0, f64::max),
+            mean_pct: v.iter().map(|s| s.memory_pct).sum::<f64>() / v.len() as f64,
+            secs_above_90: above,
+            peak_psi_some: peak(|s| s.psi_memory_some),
+            peak_psi_full: peak(|s| s.psi_memory_full),
+            oom_kills: kills,
+        });
+    }
+    out.sort_by(|a, b| b.peak_pct.total_cmp(&a.peak_pct).then(a.user.cmp(&b.user)));
+    out
+}
