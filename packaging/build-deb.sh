@@ -25,8 +25,8 @@ Version: $VERSION
 Architecture: $ARCH
 Maintainer: ds01 developers <ds01@localhost>
 Installed-Size: $SIZE
-Depends: ${DEPENDS:-libc6 (>= 2.34)}, fonts-dejavu-core
-Recommends: docker.io | docker-ce, logrotate
+Depends: ${DEPENDS:-libc6 (>= 2.34)}
+Recommends: docker.io | docker-ce, logrotate, fonts-dejavu-core
 Section: admin
 Priority: optional
 Description: fair per-user resource limits for shared Docker servers

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit, fixture and CLI tests.
+# The whole test suite: formatting, lints, unit, fixture, CLI and host-kernel tests,
+# then the whole chain on a real kernel in a QEMU guest (vm/run.sh).
 # Installs what it needs on a Debian machine (run as root, or with the tools present).
 set -euo pipefail
 cd "$(dirname "$0")/.."

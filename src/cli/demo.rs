@@ -7,29 +7,30 @@ use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Where to write the demo config (and, later, its fake cgroup tree and logs)
-    /// [default: a new directory under $TMPDIR]
+    /// Where to write the demo config, its fake cgroup tree, scratch systemd dir and
+    /// logs [default: a new directory under $TMPDIR]
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// Generate this many users (80 % students, 20 % researchers) instead of the
     /// handful in the demo config; for benchmarks.
     #[arg(long, value_name = "N")]
     pub users: Option<usize>,
-    /// Also write an event log of this many generated events (for benchmarks);
-    /// printed as the second line with --write-only.
+    /// Also write an event log of this many generated events (for benchmarks).
     #[arg(long, value_name = "N")]
     pub events: Option<usize>,
-    /// Also write a fake cgroup tree of this many user slices (for benchmarks);
-    /// printed as the last line with --write-only.
+    /// Also write a fake cgroup tree of this many user slices (for benchmarks).
     #[arg(long, value_name = "N")]
     pub slices: Option<usize>,
     /// Also write a generated stats history: N users, one sample a minute for
-    /// --history-days days (for benchmarks and plots); printed last with --write-only.
+    /// --history-days days (for benchmarks and plots).
     #[arg(long, value_name = "N")]
     pub history_users: Option<usize>,
+    /// Days of generated stats history.
     #[arg(long, value_name = "DAYS", default_value_t = 7)]
     pub history_days: usize,
-    /// Only write the files and print their paths; run nothing.
+    /// Only write the files and print their paths, one a line, in this order: the
+    /// config, then the event log, the cgroup tree and the stats history when asked
+    /// for; run nothing.
     #[arg(long)]
     pub write_only: bool,
 }

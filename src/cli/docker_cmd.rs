@@ -103,15 +103,18 @@ pub fn run(argv: Vec<OsString>, config_flag: Option<&Path>) -> i32 {
         }
         eprintln!("ds01: warning: DS01_WRAPPER_BYPASS is for admins only; ignored");
     }
-    let usage = if admin {
-        None
-    } else {
-        Some(usage_of(&user, &events))
-    };
-    let inv = if run_args.has("gpus") || usage.as_ref().is_some_and(|u| u.containers.is_some()) {
+    // GPUs are only looked at (nvidia-smi, one inspect per container) when this
+    // container asks for some: without --gpus the GPU quota cannot be exceeded.
+    let wants_gpus = run_args.has("gpus");
+    let inv = if wants_gpus && !admin {
         gpu::inventory()
     } else {
         gpu::Inventory::default()
+    };
+    let usage = if admin {
+        None
+    } else {
+        Some(usage_of(&user, &events, wants_gpus.then_some(&inv)))
     };
     let decider = Decider {
         user: &user,
@@ -161,8 +164,9 @@ fn inject_event(user: &Resolved, r: &RunArgs, added: &[String], admin: bool) -> 
 }
 
 /// What the user has now: the slice from cgroupfs, the containers from the Engine
-/// API (fail-open, loudly, when it cannot be read).
-fn usage_of(user: &Resolved, events: &EventLog) -> Usage {
+/// API (fail-open, loudly, when it cannot be read); with `gpus`, each container's
+/// GPU use from its device requests.
+fn usage_of(user: &Resolved, events: &EventLog, gpus: Option<&gpu::Inventory>) -> Usage {
     let root = std::env::var_os("DS01_CGROUP_ROOT")
         .map(PathBuf::from)
         .unwrap_or_else(crate::paths::cgroup_root);
@@ -178,7 +182,6 @@ fn usage_of(user: &Resolved, events: &EventLog) -> Usage {
     let engine = Engine::from_env();
     match engine.user_containers(&user.slice_user) {
         Ok(list) => {
-            let inv = gpu::inventory();
             let mut out = Vec::new();
             for c in list {
                 let id = c
@@ -190,11 +193,14 @@ fn usage_of(user: &Resolved, events: &EventLog) -> Usage {
                     || id.chars().take(12).collect(),
                     |n| n.trim_start_matches('/').to_string(),
                 );
-                let gpus = engine
-                    .inspect(&id)
-                    .map(|i| gpu::container_gpus(&i, &inv))
-                    .unwrap_or(gpu::GpuUse::NONE);
-                out.push((name, gpus));
+                let held = match gpus {
+                    Some(inv) => engine
+                        .inspect(&id)
+                        .map(|i| gpu::container_gpus(&i, inv))
+                        .unwrap_or(gpu::GpuUse::NONE),
+                    None => gpu::GpuUse::NONE,
+                };
+                out.push((name, held));
             }
             usage.containers = Some(out);
         }
