@@ -307,12 +307,21 @@ fn lock_state(dir: &Path, wait: Duration) -> Result<StateLock, String> {
 
 /// One pass at time `now`.
 pub fn run_pass(p: &CollectPaths, now: jiff::Timestamp) -> PassReport {
+    run_pass_with_stats(p, now).0
+}
+
+/// One pass, also returning what was read of each slice (the monitor derives the
+/// users' alerts from it).
+pub fn run_pass_with_stats(
+    p: &CollectPaths,
+    now: jiff::Timestamp,
+) -> (PassReport, Vec<SliceStats>) {
     let mut rep = PassReport::default();
     let w = match walk(&p.cgroup_root) {
         Ok(w) => w,
         Err(e) => {
             rep.errors.push(e.to_string());
-            return rep;
+            return (rep, Vec::new());
         }
     };
     rep.skipped = w.skipped;
@@ -338,10 +347,27 @@ pub fn run_pass(p: &CollectPaths, now: jiff::Timestamp) -> PassReport {
             .push(format!("cannot write {}: {e}", p.stats_log.display()));
     }
     track_ooms(p, &stats, now, &mut rep);
-    rep
+    (rep, stats)
 }
 
-fn track_ooms(p: &CollectPaths, stats: &[SliceStats], now: jiff::Timestamp, rep: &mut PassReport) {
+/// Compare `stats` with the OOM state and log new kills (as `source`). Slices not in
+/// `stats` keep their state, so the monitor can call this for one slice.
+pub fn track_ooms(
+    p: &CollectPaths,
+    stats: &[SliceStats],
+    now: jiff::Timestamp,
+    rep: &mut PassReport,
+) {
+    track_ooms_as(p, stats, now, rep, "collector");
+}
+
+pub fn track_ooms_as(
+    p: &CollectPaths,
+    stats: &[SliceStats],
+    now: jiff::Timestamp,
+    rep: &mut PassReport,
+    source: &str,
+) {
     let _lock = match lock_state(&p.state_dir, Duration::from_secs(10)) {
         Ok(l) => l,
         Err(e) => {
@@ -377,7 +403,7 @@ fn track_ooms(p: &CollectPaths, stats: &[SliceStats], now: jiff::Timestamp, rep:
         if !baseline && rise.new_kills > 0 {
             let mut ev = Event::new("resource.oom_kill")
                 .user(&s.user)
-                .source("collector")
+                .source(source)
                 .detail("group", s.group.as_str())
                 .detail("oom_count", rise.new_kills)
                 .detail("total_oom_kills", rise.total);

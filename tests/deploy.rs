@@ -12,7 +12,11 @@ fn systemd_units_pass_verify() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bin = assert_cmd::cargo::cargo_bin("ds01");
     let mut units = Vec::new();
-    for name in ["ds01-collect.service", "ds01-collect.timer"] {
+    for name in [
+        "ds01-collect.service",
+        "ds01-collect.timer",
+        "ds01-monitor.service",
+    ] {
         let text = std::fs::read_to_string(repo("deploy/systemd").join(name)).expect("read unit");
         // Point ExecStart at the binary under test (not installed at /usr/bin here).
         let text = text.replace("/usr/bin/ds01", &bin.display().to_string());

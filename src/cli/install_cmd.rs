@@ -19,6 +19,11 @@ const FILES: &[(&str, &str, u32)] = &[
         0o644,
     ),
     (
+        "lib/systemd/system/ds01-monitor.service",
+        include_str!("../../deploy/systemd/ds01-monitor.service"),
+        0o644,
+    ),
+    (
         "usr/share/ds01/cron.d/ds01-resource-monitor",
         include_str!("../../deploy/cron.d/ds01-resource-monitor"),
         0o644,

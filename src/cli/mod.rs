@@ -10,6 +10,7 @@ pub mod events_cmd;
 pub mod greet_cmd;
 pub mod install_cmd;
 pub mod limits;
+pub mod monitor_cmd;
 pub mod slices_cmd;
 pub mod stats_cmd;
 
@@ -85,6 +86,9 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<std::ffi::OsString>,
     },
+    /// The long-running collector: a pass every --interval, OOM kills logged within
+    /// a second (inotify on memory.events), users' alerts files.
+    Monitor(monitor_cmd::MonitorArgs),
     /// Query the event log, or append to it (`ds01 events log`).
     Events(events_cmd::EventsArgs),
     /// The stats history: latest per user, --summary over a range, --plot.
@@ -111,6 +115,7 @@ pub fn run(cli: Cli) -> CliResult {
             0 => Ok(()),
             code => Err(CliError::Exit(code)),
         },
+        Command::Monitor(a) => monitor_cmd::run(a),
         Command::Events(a) => events_cmd::run(a),
         Command::Stats(a) => stats_cmd::run(a),
         Command::Greet(a) => greet_cmd::run(a, &config),

@@ -128,6 +128,21 @@ check "ds01 check: 12/12 passed, none skipped" 1 "$(echo "$out" | grep -c 'Resul
 systemctl start ds01-collect.service
 check "the installed collect unit runs (hardened) and succeeds" 0 "$(systemctl show -p ExecMainStatus --value ds01-collect.service)" "$(journalctl -u ds01-collect.service -n 5 --no-pager 2>&1 | tail -3)"
 
+step "7b. ds01 monitor instead of the timer: an OOM kill logged within a second"
+systemctl disable --now ds01-collect.timer >/dev/null 2>&1
+systemctl start ds01-monitor.service
+for i in $(seq 1 40); do journalctl -u ds01-monitor -o cat 2>/dev/null | grep -q 'ds01 monitor: watching' && break; sleep 0.5; done
+check "ds01-monitor.service is running" active "$(systemctl is-active ds01-monitor.service)" "$(journalctl -u ds01-monitor -o cat -n 3 --no-pager 2>&1)"
+before=$(oom_events)
+as alice "docker exec alice-c4 hog 400" >/dev/null 2>&1
+returned=$(date -u +%s.%N)
+sleep 1
+check "the monitor logged the kill (one new event, source monitor)" "$((before + 1))" "$(oom_events)" "$(grep '"source":"monitor"' /var/log/ds01/events.jsonl | tail -1)"
+ev_ts=$(grep '"source":"monitor"' /var/log/ds01/events.jsonl | tail -1 | sed 's/.*"timestamp":"\([^"]*\)".*/\1/')
+ev_s=$(date -u -d "$ev_ts" +%s.%N 2>/dev/null || echo 0)
+check "the event was written within 1 s of the kill (by the time docker exec returned + 1 s)" 1 "$(awk -v e="$ev_s" -v r="$returned" 'BEGIN{print (e > 0 && e <= r + 1.0) ? 1 : 0}')" "event at $ev_ts, docker exec returned at $(date -u -d @$returned +%H:%M:%S.%N), difference $(awk -v e="$ev_s" -v r="$returned" 'BEGIN{printf "%.3f", e - r}') s"
+systemctl stop ds01-monitor.service
+
 step "8. upgrade keeps config and state; purge removes state"
 echo "# local edit" >>/etc/ds01/resource-limits.yaml
 sum_before=$(md5sum /etc/ds01/resource-limits.yaml | cut -c1-32)

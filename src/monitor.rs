@@ -1,0 +1,333 @@
+//! `ds01 monitor`: the long-running collector. Every `interval` it runs the same
+//! pass as `ds01 collect`; between passes it watches every user slice's
+//! `memory.events` with inotify (the kernel raises IN_MODIFY when the file changes)
+//! and logs an OOM kill as soon as it happens, through the same locked OOM state as
+//! `ds01 collect`, so the two never log a kill twice. Slices that appear or go away
+//! are picked up by a cheap rescan every `rescan` period. It writes the users'
+//! alerts files (read by the greeting) after each pass and on each OOM kill.
+
+use crate::cgroup::{UserSlice, walk};
+use crate::collect::{self, CollectPaths, PassReport, SliceStats};
+use rustix::event::{PollFd, PollFlags, poll};
+use rustix::fs::inotify;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::mem::MaybeUninit;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct MonitorOpts {
+    pub paths: CollectPaths,
+    pub interval: Duration,
+    pub rescan: Duration,
+    pub alerts_dir: PathBuf,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+static HUP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+extern "C" fn on_hup(_: libc::c_int) {
+    HUP.store(true, Ordering::SeqCst);
+}
+
+/// SIGTERM/SIGINT stop the loop cleanly; SIGHUP is acknowledged (every log write
+/// opens its file anew, so logrotate needs nothing more).
+pub fn install_signal_handlers() {
+    // SAFETY: the handlers only store to atomics, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_stop as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_stop as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t);
+    }
+}
+
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// Where the monitor's notices go (stdout: the journal under systemd).
+fn say(msg: &str) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    let _ = writeln!(o, "{msg}");
+    let _ = o.flush();
+}
+
+fn report(rep: &PassReport) {
+    for ev in &rep.oom_events {
+        say(&format!(
+            "OOM kill: {} +{} ({})",
+            ev.user.as_deref().unwrap_or("?"),
+            ev.details
+                .get("oom_count")
+                .map_or("?".into(), Value::to_string),
+            ev.details
+                .get("container")
+                .and_then(Value::as_str)
+                .unwrap_or("container unknown")
+        ));
+    }
+    for n in &rep.notes {
+        eprintln!("note: {n}");
+    }
+    for e in &rep.errors {
+        eprintln!("error: {e}");
+    }
+}
+
+/// Alerts for one user from what the kernel shows now.
+pub fn alerts_for(s: &SliceStats) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let (Some(cur), Some(crate::units::Limit::Value(max))) = (s.memory_current, s.memory_max)
+        && max > 0
+        && cur.saturating_mul(10) >= max.saturating_mul(9)
+    {
+        out.push((
+                "memory_high".to_string(),
+                format!(
+                    "Your containers use {:.0}% of your memory limit ({} of {}); near the limit the kernel kills processes",
+                    cur as f64 * 100.0 / max as f64,
+                    crate::units::format_human_bytes(cur),
+                    crate::units::format_human_bytes(max)
+                ),
+            ));
+    }
+    if let (Some(cur), Some(crate::units::Limit::Value(max))) = (s.pids_current, s.pids_max)
+        && max > 0
+        && cur.saturating_mul(10) >= max.saturating_mul(9)
+    {
+        out.push((
+                "tasks_high".to_string(),
+                format!("Your containers run {cur} of {max} allowed tasks; new processes and threads may fail"),
+            ));
+    }
+    out
+}
+
+/// Replace the monitor's own entries in `<alerts dir>/<user>.json` (other tools'
+/// entries are kept), each expiring at `expires`.
+pub fn write_alerts(
+    dir: &Path,
+    user: &str,
+    alerts: &[(String, String)],
+    expires: jiff::Timestamp,
+) -> std::io::Result<()> {
+    let path = dir.join(format!("{user}.json"));
+    let mut list: Vec<Value> = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Vec<Value>>(&t).ok())
+        .unwrap_or_default();
+    let before = list.len();
+    list.retain(|a| a.get("source").and_then(Value::as_str) != Some("ds01-monitor"));
+    if alerts.is_empty() && list.len() == before {
+        return Ok(());
+    }
+    let exp = crate::timespec::format_event_time(expires);
+    for (ty, msg) in alerts {
+        list.push(json!({"type": ty, "message": msg, "source": "ds01-monitor", "expires": exp}));
+    }
+    let text = serde_json::to_vec_pretty(&list).map_err(std::io::Error::other)?;
+    crate::fsutil::write_atomic(&path, &text, 0o644)
+}
+
+struct Watches {
+    fd: rustix::fd::OwnedFd,
+    by_wd: HashMap<i32, UserSlice>,
+    by_path: HashMap<PathBuf, i32>,
+}
+
+impl Watches {
+    /// Follow the slices now in the tree: watch new ones, forget vanished ones.
+    fn rescan(&mut self, root: &Path) -> Result<(), String> {
+        let w = walk(root).map_err(|e| e.to_string())?;
+        let mut seen = std::collections::HashSet::new();
+        for s in w.slices {
+            let file = s
+                .dir
+                .v1_memory
+                .clone()
+                .unwrap_or_else(|| s.dir.path.clone())
+                .join(if s.dir.v1_memory.is_some() {
+                    "memory.oom_control"
+                } else {
+                    "memory.events"
+                });
+            seen.insert(file.clone());
+            if self.by_path.contains_key(&file) {
+                continue;
+            }
+            match inotify::add_watch(&self.fd, &file, inotify::WatchFlags::MODIFY) {
+                Ok(wd) => {
+                    self.by_path.insert(file, wd);
+                    self.by_wd.insert(wd, s);
+                }
+                // The slice went away between the walk and the watch.
+                Err(_) => continue,
+            }
+        }
+        let gone: Vec<PathBuf> = self
+            .by_path
+            .keys()
+            .filter(|p| !seen.contains(*p))
+            .cloned()
+            .collect();
+        for p in gone {
+            if let Some(wd) = self.by_path.remove(&p) {
+                let _ = inotify::remove_watch(&self.fd, wd);
+                self.by_wd.remove(&wd);
+            }
+        }
+        Ok(())
+    }
+
+    /// The slices whose watched file changed (drains the inotify queue).
+    fn changed(&mut self) -> Vec<UserSlice> {
+        let mut buf = [MaybeUninit::<u8>::uninit(); 8192];
+        let mut reader = inotify::Reader::new(&self.fd, &mut buf);
+        let mut wds = Vec::new();
+        while let Ok(ev) = reader.next() {
+            if ev.events().contains(inotify::ReadFlags::IGNORED) {
+                continue;
+            }
+            if !wds.contains(&ev.wd()) {
+                wds.push(ev.wd());
+            }
+        }
+        wds.iter()
+            .filter_map(|wd| self.by_wd.get(wd).cloned())
+            .collect()
+    }
+}
+
+fn alerts_after(opts: &MonitorOpts, stats: &[SliceStats], rep: &PassReport, now: jiff::Timestamp) {
+    let expires =
+        now + jiff::SignedDuration::from_secs((opts.interval.as_secs() as i64 * 3).max(300));
+    for s in stats {
+        let mut alerts = alerts_for(s);
+        if let Some(ev) = rep
+            .oom_events
+            .iter()
+            .find(|e| e.user.as_deref() == Some(s.user.as_str()))
+        {
+            let container = ev
+                .details
+                .get("container")
+                .and_then(Value::as_str)
+                .map(|c| format!(" in container {c}"))
+                .unwrap_or_default();
+            alerts.push((
+                "oom_kill".to_string(),
+                format!("A process{container} was killed for exceeding memory; see ds01 events --user {}", s.user),
+            ));
+        }
+        if let Err(e) = write_alerts(&opts.alerts_dir, &s.user, &alerts, expires) {
+            eprintln!(
+                "error: cannot write alerts for {} in {}: {e}",
+                s.user,
+                opts.alerts_dir.display()
+            );
+        }
+    }
+}
+
+/// Run until SIGTERM/SIGINT (or `stop_requested`).
+pub fn run(opts: &MonitorOpts) -> Result<(), String> {
+    let fd = inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC)
+        .map_err(|e| format!("inotify: {e}"))?;
+    let mut w = Watches {
+        fd,
+        by_wd: HashMap::new(),
+        by_path: HashMap::new(),
+    };
+    let root = opts.paths.cgroup_root.clone();
+    if let Err(e) = w.rescan(&root) {
+        eprintln!("error: {e}");
+    }
+    say(&format!(
+        "ds01 monitor: watching {} user slice(s) under {}; a pass every {} s",
+        w.by_wd.len(),
+        root.display(),
+        opts.interval.as_secs()
+    ));
+    let mut next_pass = Instant::now();
+    let mut next_scan = Instant::now() + opts.rescan;
+    let mut retry: Vec<(UserSlice, u32)> = Vec::new();
+    while !stop_requested() {
+        if HUP.swap(false, Ordering::SeqCst) {
+            say("SIGHUP: logs are opened per write; nothing to reopen");
+        }
+        let now = Instant::now();
+        if now >= next_pass {
+            let ts = jiff::Timestamp::now();
+            let (rep, stats) = collect::run_pass_with_stats(&opts.paths, ts);
+            report(&rep);
+            alerts_after(opts, &stats, &rep, ts);
+            next_pass = now + opts.interval;
+        }
+        if now >= next_scan {
+            if let Err(e) = w.rescan(&root) {
+                eprintln!("error: {e}");
+            }
+            next_scan = now + opts.rescan;
+        }
+        let cap = if retry.is_empty() { 500 } else { 50 };
+        let wait = next_pass
+            .min(next_scan)
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(cap));
+        let ts = rustix::time::Timespec {
+            tv_sec: wait.as_secs() as _,
+            tv_nsec: wait.subsec_nanos() as _,
+        };
+        let mut fds = [PollFd::new(&w.fd, PollFlags::IN)];
+        match poll(&mut fds, Some(&ts)) {
+            Ok(n) if n > 0 || !retry.is_empty() => {}
+            _ => continue,
+        }
+        let mut changed = w.changed();
+        // Slices whose read failed last time (a file mid-update, a slice going
+        // away) are tried again, a few times, so a kill is not left to the next pass.
+        for (s, _) in &retry {
+            if !changed.iter().any(|c| c.dir.path == s.dir.path) {
+                changed.push(s.clone());
+            }
+        }
+        if changed.is_empty() {
+            continue;
+        }
+        let mut stats = Vec::new();
+        let mut again = Vec::new();
+        for s in &changed {
+            match collect::read_slice(s) {
+                Ok(st) => stats.push(st),
+                Err(e) => {
+                    let tries = retry
+                        .iter()
+                        .find(|(r, _)| r.dir.path == s.dir.path)
+                        .map_or(0, |(_, n)| *n);
+                    if tries < 10 && s.dir.path.is_dir() {
+                        again.push((s.clone(), tries + 1));
+                    } else {
+                        eprintln!("error: slice {}: {e}", s.dir.path.display());
+                    }
+                }
+            }
+        }
+        retry = again;
+        let ts = jiff::Timestamp::now();
+        let mut rep = PassReport::default();
+        collect::track_ooms_as(&opts.paths, &stats, ts, &mut rep, "monitor");
+        report(&rep);
+        if !rep.oom_events.is_empty() {
+            alerts_after(opts, &stats, &rep, ts);
+        }
+    }
+    say("ds01 monitor: stopped");
+    Ok(())
+}
