@@ -391,15 +391,27 @@ pub fn track_ooms_as(
         let Some(total) = s.events.and_then(|e| e.oom_kill) else {
             continue;
         };
-        let tracking = Tracking {
-            inode: s.inode,
-            containers: s.containers.iter().cloned().collect(),
-        };
+        let prev_tracking = state.tracking.get(&s.user);
         let rise = oom_rise(
             state.counts.get(&s.user).copied(),
             state.tracking.get(&s.user),
             s,
         );
+        // A container's counter moves a moment before its slice's (the kernel counts
+        // up the hierarchy): when the slice has not risen yet, keep the containers'
+        // old counts so the kill is still attributed when the slice's count follows.
+        let settled = rise.new_kills > 0 || rise.reset;
+        let tracking = Tracking {
+            inode: s.inode,
+            containers: s
+                .containers
+                .iter()
+                .map(|(id, n)| {
+                    let old = prev_tracking.and_then(|t| t.containers.get(id)).copied();
+                    (id.clone(), if settled { *n } else { old.unwrap_or(*n) })
+                })
+                .collect(),
+        };
         if !baseline && rise.new_kills > 0 {
             let mut ev = Event::new("resource.oom_kill")
                 .user(&s.user)

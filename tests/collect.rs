@@ -544,3 +544,28 @@ fn real_kernel_hybrid_host_pass() {
     assert_eq!(evs.len(), 1, "exactly one resource.oom_kill event: {evs:?}");
     assert_eq!(evs[0]["details"]["oom_count"], after["oom_kill_count"]);
 }
+
+#[test]
+fn a_container_counter_seen_before_its_slice_still_attributes_the_kill() {
+    // The kernel counts up the hierarchy: a reader can see the container's oom_kill
+    // rise a moment before the slice's (the monitor reads on the first change).
+    let e = Env::new();
+    let id = "e".repeat(64);
+    let mut s = FakeSlice::new("student", "alice");
+    s.containers = vec![(id.clone(), 0)];
+    e.slice(&s);
+    e.pass().success();
+    s.containers = vec![(id.clone(), 1)];
+    e.slice(&s);
+    e.pass().success();
+    assert!(
+        e.oom_events().is_empty(),
+        "the slice has not counted the kill yet"
+    );
+    s.oom_kill = 1;
+    e.slice(&s);
+    e.pass().success();
+    let evs = e.oom_events();
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0]["details"]["container_id"], id.as_str());
+}

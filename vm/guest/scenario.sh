@@ -138,6 +138,7 @@ as alice "docker exec alice-c4 hog 400" >/dev/null 2>&1
 returned=$(date -u +%s.%N)
 sleep 1
 check "the monitor logged the kill (one new event, source monitor)" "$((before + 1))" "$(oom_events)" "$(grep '"source":"monitor"' /var/log/ds01/events.jsonl | tail -1)"
+check "the monitor's event names the container" 1 "$(grep '"source":"monitor"' /var/log/ds01/events.jsonl | tail -1 | grep -c '"container":"alice-c4"')"
 ev_ts=$(grep '"source":"monitor"' /var/log/ds01/events.jsonl | tail -1 | sed 's/.*"timestamp":"\([^"]*\)".*/\1/')
 ev_s=$(date -u -d "$ev_ts" +%s.%N 2>/dev/null || echo 0)
 check "the event was written within 1 s of the kill (by the time docker exec returned + 1 s)" 1 "$(awk -v e="$ev_s" -v r="$returned" 'BEGIN{print (e > 0 && e <= r + 1.0) ? 1 : 0}')" "event at $ev_ts, docker exec returned at $(date -u -d @$returned +%H:%M:%S.%N), difference $(awk -v e="$ev_s" -v r="$returned" 'BEGIN{printf "%.3f", e - r}') s"
