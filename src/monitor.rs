@@ -23,6 +23,8 @@ pub struct MonitorOpts {
     pub interval: Duration,
     pub rescan: Duration,
     pub alerts_dir: PathBuf,
+    /// Print a line per pass (slices read, skipped directories).
+    pub verbose: bool,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -266,6 +268,16 @@ pub fn run(opts: &MonitorOpts) -> Result<(), String> {
         if now >= next_pass {
             let ts = jiff::Timestamp::now();
             let (rep, stats) = collect::run_pass_with_stats(&opts.paths, ts);
+            if opts.verbose {
+                for d in &rep.skipped {
+                    say(&format!("skipped (not a ds01 slice): {}", d.display()));
+                }
+                say(&format!(
+                    "pass: {} user slice(s) into {}",
+                    rep.slices,
+                    opts.paths.stats_log.display()
+                ));
+            }
             report(&rep);
             alerts_after(opts, &stats, &rep, ts);
             next_pass = now + opts.interval;

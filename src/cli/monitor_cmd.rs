@@ -27,6 +27,7 @@ pub fn run(a: MonitorArgs) -> CliResult {
         interval: Duration::from_secs(a.interval),
         rescan: Duration::from_secs(a.rescan),
         alerts_dir: a.alerts_dir,
+        verbose: a.collect.verbose,
     };
     monitor::install_signal_handlers();
     monitor::run(&opts).map_err(CliError::Runtime)
