@@ -113,7 +113,8 @@ pub fn alerts_for(s: &SliceStats) -> Vec<(String, String)> {
 }
 
 /// Replace the monitor's own entries in `<alerts dir>/<user>.json` (other tools'
-/// entries are kept), each expiring at `expires`.
+/// entries are kept), each expiring at `expires` — an OOM-kill alert after 24 h,
+/// and it survives later rewrites until then.
 pub fn write_alerts(
     dir: &Path,
     user: &str,
@@ -126,13 +127,30 @@ pub fn write_alerts(
         .and_then(|t| serde_json::from_str::<Vec<Value>>(&t).ok())
         .unwrap_or_default();
     let before = list.len();
-    list.retain(|a| a.get("source").and_then(Value::as_str) != Some("ds01-monitor"));
+    let now = jiff::Timestamp::now();
+    let has_new_oom = alerts.iter().any(|(t, _)| t == "oom_kill");
+    // The monitor's own entries are replaced, except an unexpired OOM-kill alert:
+    // it lasts a day, not one interval.
+    list.retain(|a| {
+        let ours = a.get("source").and_then(Value::as_str) == Some("ds01-monitor");
+        let lasting_oom = a.get("type").and_then(Value::as_str) == Some("oom_kill")
+            && !has_new_oom
+            && a.get("expires")
+                .and_then(Value::as_str)
+                .and_then(crate::timespec::parse_log_time)
+                .is_some_and(|e| e > now);
+        !ours || lasting_oom
+    });
     if alerts.is_empty() && list.len() == before {
         return Ok(());
     }
-    let exp = crate::timespec::format_event_time(expires);
     for (ty, msg) in alerts {
-        list.push(json!({"type": ty, "message": msg, "source": "ds01-monitor", "expires": exp}));
+        let exp = if ty == "oom_kill" {
+            now + jiff::SignedDuration::from_hours(24)
+        } else {
+            expires
+        };
+        list.push(json!({"type": ty, "message": msg, "source": "ds01-monitor", "expires": crate::timespec::format_event_time(exp)}));
     }
     let text = serde_json::to_vec_pretty(&list).map_err(std::io::Error::other)?;
     crate::fsutil::write_atomic(&path, &text, 0o644)
@@ -342,4 +360,37 @@ pub fn run(opts: &MonitorOpts) -> Result<(), String> {
     }
     say("ds01 monitor: stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alerts_keep_other_tools_entries_and_a_recent_oom_alert() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::write(
+            d.join("alice.json"),
+            r#"[{"type": "gpu_hold", "message": "kept", "source": "other-tool"}]"#,
+        )
+        .expect("write");
+        let later = jiff::Timestamp::now() + jiff::SignedDuration::from_mins(5);
+        let oom = vec![("oom_kill".to_string(), "killed".to_string())];
+        write_alerts(d, "alice", &oom, later).expect("write");
+        let mem = vec![("memory_high".to_string(), "92%".to_string())];
+        write_alerts(d, "alice", &mem, later).expect("rewrite");
+        let v: Vec<Value> =
+            serde_json::from_str(&std::fs::read_to_string(d.join("alice.json")).expect("read"))
+                .expect("json");
+        let types: Vec<&str> = v.iter().filter_map(|a| a["type"].as_str()).collect();
+        assert_eq!(types, ["gpu_hold", "oom_kill", "memory_high"]);
+        // Nothing to say any more: the memory alert goes, the day-long OOM alert stays.
+        write_alerts(d, "alice", &[], later).expect("rewrite");
+        let v: Vec<Value> =
+            serde_json::from_str(&std::fs::read_to_string(d.join("alice.json")).expect("read"))
+                .expect("json");
+        let types: Vec<&str> = v.iter().filter_map(|a| a["type"].as_str()).collect();
+        assert_eq!(types, ["gpu_hold", "oom_kill"]);
+    }
 }
