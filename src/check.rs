@@ -6,7 +6,6 @@ use crate::cgroup::CgroupDir;
 use crate::config::{Config, Resolved};
 use crate::docker::engine::Engine;
 use crate::docker::{Decider, Decision, Quota, Usage, args, gpu};
-use crate::naming::group_slice;
 use crate::units::Limit;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -107,12 +106,7 @@ impl Ctx<'_> {
 /// Run every check (or only `only`).
 pub fn run(env: &CheckEnv, only: Option<&str>) -> Vec<CheckResult> {
     let loaded = crate::config::load(&env.config);
-    let first_error = loaded
-        .diagnostics
-        .items
-        .iter()
-        .find(|d| d.severity == crate::config::Severity::Error)
-        .map(|d| d.to_string());
+    let first_error = loaded.diagnostics.first_error().map(|d| d.to_string());
     let mut ctx = Ctx {
         env,
         cfg: if first_error.is_none() {
@@ -377,11 +371,8 @@ fn check_slices(ctx: &mut Ctx) -> CheckResult {
     let Some(cfg) = &ctx.cfg else {
         return no_config(name, tags);
     };
-    let list = match ctx.env.engine.get(&format!(
-        "/containers/json?filters={}",
-        "%7B%22label%22%3A%5B%22ds01.managed%3Dtrue%22%5D%7D"
-    )) {
-        Ok(v) => v.as_array().cloned().unwrap_or_default(),
+    let list = match ctx.env.engine.containers_labelled("ds01.managed=true") {
+        Ok(v) => v,
         Err(e) => {
             return r(
                 name,
@@ -412,12 +403,7 @@ fn check_slices(ctx: &mut Ctx) -> CheckResult {
     let mut problems = Vec::new();
     for user in &users {
         let u = cfg.resolve(user);
-        let dir = CgroupDir::new(
-            ctx.env
-                .cgroup_root
-                .join(group_slice(&u.group))
-                .join(u.slice()),
-        );
+        let dir = CgroupDir::new(u.cgroup_path(&ctx.env.cgroup_root));
         if !dir.path.is_dir() {
             problems.push(format!("{user}: {} does not exist", dir.path.display()));
             continue;
@@ -530,11 +516,8 @@ fn check_memory_enforcement(ctx: &mut Ctx) -> CheckResult {
             );
         }
     };
-    let scope = ctx
-        .env
-        .cgroup_root
-        .join(group_slice(&u.group))
-        .join(u.slice())
+    let scope = u
+        .cgroup_path(&ctx.env.cgroup_root)
         .join(format!("docker-{id}.scope"));
     let max = std::fs::read_to_string(scope.join("memory.max")).map(|t| t.trim().to_string());
     let _ = std::process::Command::new(&ctx.env.real_docker)

@@ -280,6 +280,32 @@ pub struct PassReport {
     pub notes: Vec<String>,
 }
 
+impl PassReport {
+    /// OOM kills on stdout (when `ooms`), notes and errors on stderr — the same for
+    /// `ds01 collect` and `ds01 monitor`.
+    pub fn print(&self, ooms: bool) {
+        for ev in self.oom_events.iter().filter(|_| ooms) {
+            println!(
+                "OOM kill: {} +{} ({})",
+                ev.user.as_deref().unwrap_or("?"),
+                ev.details
+                    .get("oom_count")
+                    .map_or("?".into(), Value::to_string),
+                ev.details
+                    .get("container")
+                    .and_then(Value::as_str)
+                    .unwrap_or("container unknown")
+            );
+        }
+        for n in &self.notes {
+            eprintln!("note: {n}");
+        }
+        for e in &self.errors {
+            eprintln!("error: {e}");
+        }
+    }
+}
+
 /// Hold the state lock for the life of the value.
 struct StateLock(#[allow(dead_code)] std::fs::File);
 

@@ -8,7 +8,6 @@
 use crate::cgroup::CgroupDir;
 use crate::config::{Config, Resolved};
 use crate::events::read::parse_line;
-use crate::naming::group_slice;
 use crate::units::{Limit, format_human_bytes, format_number};
 use jiff::Timestamp;
 use std::io::{Read, Seek, SeekFrom};
@@ -67,10 +66,7 @@ pub fn recent_ooms(log: &Path, user: &str, since: Timestamp) -> std::io::Result<
             };
             // Most lines are other users' or other types: decide from the raw text
             // (the leading v1 timestamp, a substring) before parsing anything.
-            let quick_ts = text
-                .strip_prefix("{\"timestamp\":\"")
-                .and_then(|r| r.split('"').next())
-                .and_then(crate::timespec::fast_utc);
+            let quick_ts = crate::events::read::leading_timestamp(text);
             if quick_ts.is_some_and(|ts| ts < since) {
                 return Ok(sum);
             }
@@ -189,7 +185,7 @@ pub fn render(cfg: &Config, r: &Resolved, p: &GreetPaths, now: Timestamp, color:
             out.push_str(&format!("  Quota      {}\n", parts.join(", ")));
         }
     }
-    let dir = CgroupDir::new(p.cgroup_root.join(group_slice(&r.group)).join(r.slice()));
+    let dir = CgroupDir::new(r.cgroup_path(&p.cgroup_root));
     if dir.path.is_dir() {
         let cur = dir.memory_current().ok().flatten().unwrap_or(0);
         let containers = crate::cgroup::container_scopes(&dir.path).len();

@@ -61,28 +61,6 @@ fn say(msg: &str) {
     let _ = o.flush();
 }
 
-fn report(rep: &PassReport) {
-    for ev in &rep.oom_events {
-        say(&format!(
-            "OOM kill: {} +{} ({})",
-            ev.user.as_deref().unwrap_or("?"),
-            ev.details
-                .get("oom_count")
-                .map_or("?".into(), Value::to_string),
-            ev.details
-                .get("container")
-                .and_then(Value::as_str)
-                .unwrap_or("container unknown")
-        ));
-    }
-    for n in &rep.notes {
-        eprintln!("note: {n}");
-    }
-    for e in &rep.errors {
-        eprintln!("error: {e}");
-    }
-}
-
 /// Alerts for one user from what the kernel shows now.
 pub fn alerts_for(s: &SliceStats) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -168,16 +146,7 @@ impl Watches {
         let w = walk(root).map_err(|e| e.to_string())?;
         let mut seen = std::collections::HashSet::new();
         for s in w.slices {
-            let file = s
-                .dir
-                .v1_memory
-                .clone()
-                .unwrap_or_else(|| s.dir.path.clone())
-                .join(if s.dir.v1_memory.is_some() {
-                    "memory.oom_control"
-                } else {
-                    "memory.events"
-                });
+            let file = s.dir.oom_file();
             seen.insert(file.clone());
             if self.by_path.contains_key(&file) {
                 continue;
@@ -296,7 +265,7 @@ pub fn run(opts: &MonitorOpts) -> Result<(), String> {
                     opts.paths.stats_log.display()
                 ));
             }
-            report(&rep);
+            rep.print(true);
             alerts_after(opts, &stats, &rep, ts);
             next_pass = now + opts.interval;
         }
@@ -353,7 +322,7 @@ pub fn run(opts: &MonitorOpts) -> Result<(), String> {
         let ts = jiff::Timestamp::now();
         let mut rep = PassReport::default();
         collect::track_ooms_as(&opts.paths, &stats, ts, &mut rep, "monitor");
-        report(&rep);
+        rep.print(true);
         if !rep.oom_events.is_empty() {
             alerts_after(opts, &stats, &rep, ts);
         }

@@ -444,13 +444,8 @@ pub fn lowered_below_usage(
         let Some(Limit::Value(max)) = r.aggregate.as_ref().and_then(|a| a.memory_max) else {
             continue;
         };
-        let p = cgroup_root
-            .join(group_slice(&r.group))
-            .join(r.slice())
-            .join("memory.current");
-        if let Some(cur) = fs::read_to_string(&p)
-            .ok()
-            .and_then(|t| t.trim().parse::<u64>().ok())
+        let dir = crate::cgroup::CgroupDir::new(r.cgroup_path(cgroup_root));
+        if let Ok(Some(cur)) = dir.memory_current()
             && cur > max
         {
             out.push((r.user.clone(), cur, max));

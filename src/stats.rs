@@ -122,8 +122,7 @@ pub fn load(path: &Path, f: &Filter, keep_lines: bool) -> io::Result<Loaded> {
         if !f.may_match(line) {
             // Counted like events: a line ruled out unread is malformed only if
             // it is not a complete `{…}` line.
-            let t = line.trim();
-            p.malformed += usize::from(!(t.starts_with('{') && t.ends_with('}')));
+            p.malformed += usize::from(crate::events::query::looks_incomplete(line));
             return;
         }
         match parse_sample(line) {

@@ -120,12 +120,24 @@ impl CgroupDir {
         Self::single_in(&self.path, "memory.high")
     }
 
-    pub fn memory_events(&self) -> Result<Option<MemoryEvents>, CgroupError> {
+    /// The file that counts OOM kills: `memory.events` (v2), or on a hybrid host
+    /// the v1 `memory.oom_control`. The kernel notifies (inotify IN_MODIFY) when it
+    /// changes.
+    pub fn oom_file(&self) -> PathBuf {
         let (dir, v1) = self.dir_for("memory.current", &self.v1_memory);
-        let (name, path) = if v1 {
-            ("memory.oom_control", dir.join("memory.oom_control"))
+        dir.join(if v1 {
+            "memory.oom_control"
         } else {
-            ("memory.events", dir.join("memory.events"))
+            "memory.events"
+        })
+    }
+
+    pub fn memory_events(&self) -> Result<Option<MemoryEvents>, CgroupError> {
+        let path = self.oom_file();
+        let name = if path.ends_with("memory.oom_control") {
+            "memory.oom_control"
+        } else {
+            "memory.events"
         };
         let Some(text) = read_opt(&path)? else {
             return Ok(None);

@@ -54,9 +54,7 @@ pub fn run(a: CheckArgs, config: &Path) -> CliResult {
             .unwrap_or_else(crate::paths::cgroup_root),
         systemd_dir: a.systemd_dir.clone(),
         engine: Engine::from_env(),
-        real_docker: std::env::var_os("DS01_REAL_DOCKER")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(super::docker_cmd::DEFAULT_REAL_DOCKER)),
+        real_docker: super::docker_cmd::real_docker(),
         events_log: a.events_log.clone(),
         stats_log: a.stats_log.clone(),
         alerts_dir: a.alerts_dir.clone(),

@@ -56,25 +56,7 @@ pub fn run(a: CollectArgs) -> CliResult {
             p.stats_log.display()
         );
     }
-    for ev in rep.oom_events.iter().filter(|_| a.verbose) {
-        println!(
-            "OOM kill: {} +{} ({})",
-            ev.user.as_deref().unwrap_or("?"),
-            ev.details
-                .get("oom_count")
-                .map_or("?".into(), |v| v.to_string()),
-            ev.details
-                .get("container")
-                .and_then(|v| v.as_str())
-                .unwrap_or("container unknown")
-        );
-    }
-    for n in &rep.notes {
-        eprintln!("note: {n}");
-    }
-    for e in &rep.errors {
-        eprintln!("error: {e}");
-    }
+    rep.print(a.verbose);
     if rep.errors.is_empty() {
         Ok(())
     } else {

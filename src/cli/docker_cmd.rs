@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 pub const DEFAULT_REAL_DOCKER: &str = "/usr/bin/docker";
 
-fn real_docker() -> PathBuf {
+/// The real docker client: `DS01_REAL_DOCKER`, else `/usr/bin/docker`.
+pub fn real_docker() -> PathBuf {
     std::env::var_os("DS01_REAL_DOCKER")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_REAL_DOCKER))
@@ -82,9 +83,7 @@ pub fn run(argv: Vec<OsString>, config_flag: Option<&Path>) -> i32 {
         _ => {
             let first = loaded
                 .diagnostics
-                .items
-                .iter()
-                .find(|d| d.severity == crate::config::Severity::Error)
+                .first_error()
                 .map_or_else(|| "unknown error".to_string(), |d| d.to_string());
             return fail_open(
                 &events,
@@ -170,10 +169,7 @@ fn usage_of(user: &Resolved, events: &EventLog, gpus: Option<&gpu::Inventory>) -
     let root = std::env::var_os("DS01_CGROUP_ROOT")
         .map(PathBuf::from)
         .unwrap_or_else(crate::paths::cgroup_root);
-    let dir = crate::cgroup::CgroupDir::new(
-        root.join(crate::naming::group_slice(&user.group))
-            .join(user.slice()),
-    );
+    let dir = crate::cgroup::CgroupDir::new(user.cgroup_path(&root));
     let mut usage = Usage {
         memory_bytes: dir.memory_current().ok().flatten().unwrap_or(0),
         tasks: dir.pids_current().ok().flatten().unwrap_or(0),

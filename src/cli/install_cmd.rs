@@ -161,9 +161,7 @@ pub fn run(a: InstallArgs) -> CliResult {
     let bin = std::fs::read(&exe).map_err(io(&exe))?;
     let target = root.join("usr/bin/ds01");
     // Replace atomically: a running ds01 keeps its old inode.
-    let tmp = root.join("usr/bin/.ds01.new");
-    write(root, "usr/bin/.ds01.new", &bin, 0o755)?;
-    std::fs::rename(&tmp, &target).map_err(io(&target))?;
+    crate::fsutil::write_atomic(&target, &bin, 0o755).map_err(io(&target))?;
     link(root, "usr/bin/ds01-events", "ds01")?;
     for (rel, text, mode) in FILES {
         write(root, rel, text.as_bytes(), *mode)?;

@@ -72,6 +72,11 @@ impl Diagnostics {
         self.push(Severity::Warning, file, line, key, msg);
     }
 
+    /// The first error, in file/line order once sorted.
+    pub fn first_error(&self) -> Option<&Diagnostic> {
+        self.items.iter().find(|d| d.severity == Severity::Error)
+    }
+
     pub fn has_errors(&self) -> bool {
         self.items.iter().any(|d| d.severity == Severity::Error)
     }

@@ -58,6 +58,31 @@ impl ContainerLimits {
         )
     }
 
+    /// The per-container defaults as `docker run` flags (name without `--`, value):
+    /// `cpus`, `memory`, `memory-swap`, `shm-size`, `pids-limit`. Unset or unlimited
+    /// limits are left out, except an unlimited `memory_swap`, which is `-1`.
+    pub fn docker_defaults(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(Limit::Value(c)) = self.max_cpus {
+            out.push(("cpus", format_number(c)));
+        }
+        if let Some(Limit::Value(m)) = self.memory {
+            out.push(("memory", format_docker_size(m)));
+        }
+        match self.memory_swap {
+            Some(Limit::Value(s)) => out.push(("memory-swap", format_docker_size(s))),
+            Some(Limit::Max) => out.push(("memory-swap", "-1".to_string())),
+            None => {}
+        }
+        if let Some(Limit::Value(s)) = self.shm_size {
+            out.push(("shm-size", format_docker_size(s)));
+        }
+        if let Some(Limit::Value(p)) = self.pids_limit {
+            out.push(("pids-limit", p.to_string()));
+        }
+        out
+    }
+
     /// JSON with the config's own key names: sizes as Docker sizes, `null` =
     /// unlimited; keys that are not configured are left out.
     pub fn to_json(&self) -> Value {

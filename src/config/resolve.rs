@@ -37,6 +37,12 @@ impl Resolved {
         user_slice(&self.group, &self.slice_user)
     }
 
+    /// The user's slice directory under `root` (the `ds01.slice` cgroup directory).
+    pub fn cgroup_path(&self, root: &std::path::Path) -> std::path::PathBuf {
+        root.join(crate::naming::group_slice(&self.group))
+            .join(self.slice())
+    }
+
     /// The full `ds01 limits --json` object.
     pub fn to_json(&self) -> Value {
         let (source, file, line) = match &self.membership {
@@ -180,26 +186,12 @@ impl Resolved {
     /// --cgroup-parent=ds01-student-alice.slice`. Unset or unlimited limits are left
     /// out, except an unlimited `memory_swap`, which is `--memory-swap=-1`.
     pub fn docker_args(&self) -> Vec<String> {
-        use crate::units::{Limit, format_docker_size, format_number};
-        let l = &self.limits;
-        let mut out = Vec::new();
-        if let Some(Limit::Value(c)) = l.max_cpus {
-            out.push(format!("--cpus={}", format_number(c)));
-        }
-        if let Some(Limit::Value(m)) = l.memory {
-            out.push(format!("--memory={}", format_docker_size(m)));
-        }
-        match l.memory_swap {
-            Some(Limit::Value(s)) => out.push(format!("--memory-swap={}", format_docker_size(s))),
-            Some(Limit::Max) => out.push("--memory-swap=-1".into()),
-            None => {}
-        }
-        if let Some(Limit::Value(s)) = l.shm_size {
-            out.push(format!("--shm-size={}", format_docker_size(s)));
-        }
-        if let Some(Limit::Value(p)) = l.pids_limit {
-            out.push(format!("--pids-limit={p}"));
-        }
+        let mut out: Vec<String> = self
+            .limits
+            .docker_defaults()
+            .into_iter()
+            .map(|(flag, value)| format!("--{flag}={value}"))
+            .collect();
         out.push(format!("--cgroup-parent={}", self.slice()));
         out
     }

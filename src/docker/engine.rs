@@ -88,7 +88,12 @@ impl Engine {
 
     /// Running containers with the label `ds01.user=<user>`.
     pub fn user_containers(&self, user: &str) -> Result<Vec<Value>, EngineError> {
-        let filters = format!(r#"{{"label":["ds01.user={user}"]}}"#);
+        self.containers_labelled(&format!("ds01.user={user}"))
+    }
+
+    /// Running containers with the label `key=value`.
+    pub fn containers_labelled(&self, label: &str) -> Result<Vec<Value>, EngineError> {
+        let filters = serde_json::json!({"label": [label]}).to_string();
         let v = self.get(&format!(
             "/containers/json?filters={}",
             percent_encode(&filters)

@@ -124,39 +124,12 @@ impl Decider<'_> {
         added.push("--label".into());
         added.push(format!("ds01.container_type={}", container_type(r)));
 
-        // Per-container defaults where the command gave none.
-        if !r.has("cpus")
-            && let Some(Limit::Value(c)) = l.max_cpus
-        {
-            added.push(format!("--cpus={}", format_number(c)));
-        }
-        if !r.has("memory")
-            && let Some(Limit::Value(m)) = l.memory
-        {
-            added.push(format!("--memory={}", crate::units::format_docker_size(m)));
-        }
-        if !r.has("memory-swap") {
-            match l.memory_swap {
-                Some(Limit::Value(s)) => added.push(format!(
-                    "--memory-swap={}",
-                    crate::units::format_docker_size(s)
-                )),
-                Some(Limit::Max) if l.memory.is_some() => added.push("--memory-swap=-1".into()),
-                _ => {}
+        // Per-container defaults where the command gave none (the same set as
+        // `ds01 limits --docker-args`).
+        for (flag, value) in l.docker_defaults() {
+            if !r.has(flag) {
+                added.push(format!("--{flag}={value}"));
             }
-        }
-        if !r.has("shm-size")
-            && let Some(Limit::Value(s)) = l.shm_size
-        {
-            added.push(format!(
-                "--shm-size={}",
-                crate::units::format_docker_size(s)
-            ));
-        }
-        if !r.has("pids-limit")
-            && let Some(Limit::Value(p)) = l.pids_limit
-        {
-            added.push(format!("--pids-limit={p}"));
         }
         let argv = r.with_flags(&added);
         if self.admin {

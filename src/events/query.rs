@@ -67,10 +67,7 @@ impl Prefilter {
             return true;
         }
         if self.timed
-            && let Some(ts) = line
-                .strip_prefix("{\"timestamp\":\"")
-                .and_then(|r| r.split('"').next())
-                .and_then(crate::timespec::fast_utc)
+            && let Some(ts) = super::read::leading_timestamp(line)
         {
             return f.since.is_some_and(|s| ts < s) || f.until.is_some_and(|u| ts > u);
         }
@@ -102,7 +99,7 @@ impl Prefilter {
 /// Whether a line skipped by the prefilter would have been malformed: a complete
 /// JSON object line starts with `{` and ends with `}`; torn and truncated writes do
 /// not. (Lines that are parsed are judged by the parser itself.)
-fn looks_incomplete(line: &str) -> bool {
+pub fn looks_incomplete(line: &str) -> bool {
     let t = line.trim();
     !(t.starts_with('{') && t.ends_with('}'))
 }

@@ -172,6 +172,15 @@ struct Raw<'a> {
     details: Details<'a>,
 }
 
+/// The timestamp of a line written by ds01 (`{"timestamp":"…Z",…`), read from its
+/// first bytes without parsing the JSON; `None` for any other line (legacy, another
+/// key order, malformed), which callers then parse in full.
+pub fn leading_timestamp(line: &str) -> Option<Timestamp> {
+    line.strip_prefix("{\"timestamp\":\"")
+        .and_then(|r| r.split('"').next())
+        .and_then(crate::timespec::fast_utc)
+}
+
 /// Parse one line; `None` when it is not an event (malformed, truncated, no type).
 pub fn parse_line(line: &str) -> Option<Record<'_>> {
     let line = line.strip_suffix('\r').unwrap_or(line);
