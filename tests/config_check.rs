@@ -346,3 +346,84 @@ fn shared_real_configs_load_unchanged() {
             .stdout(predicate::str::contains("0 warnings"));
     }
 }
+
+#[test]
+fn monitoring_pressure_is_decoded_and_the_rest_of_monitoring_kept() {
+    let yaml = format!(
+        "{BASE}monitoring:\n  infrastructure_label: ds01.protected\n  pressure:\n    window_s: 4\n    memory_some_pct: 20\n    memory_full_pct: null\n    cpu_some_pct: 75\n    cooldown_min: 5\n"
+    );
+    let f = Fixture::new(&yaml);
+    let loaded = ds01::config::load(&f.config());
+    assert!(!loaded.diagnostics.has_errors(), "{:?}", loaded.diagnostics);
+    let cfg = loaded.config.expect("config");
+    assert_eq!(cfg.pressure.window_us, 4_000_000);
+    assert_eq!(cfg.pressure.cooldown_s, 300);
+    assert_eq!(
+        cfg.pressure.triggers(),
+        vec![("memory", "some", 800_000), ("cpu", "some", 3_000_000)],
+        "null turns the memory full trigger off"
+    );
+    assert_eq!(
+        cfg.sections["monitoring"]["infrastructure_label"],
+        "ds01.protected"
+    );
+    // Without the section: the defaults (2 s window, three triggers).
+    let cfg = ds01::config::load(&Fixture::new(BASE).config())
+        .config
+        .expect("config");
+    assert_eq!(
+        cfg.pressure.triggers(),
+        vec![
+            ("memory", "some", 200_000),
+            ("memory", "full", 100_000),
+            ("cpu", "some", 1_000_000)
+        ]
+    );
+}
+
+#[test]
+fn monitoring_pressure_bad_values_are_errors_with_their_key() {
+    let with = |body: &str| format!("{BASE}monitoring:\n  pressure:\n{body}");
+    assert_error(
+        &with("    window_s: 30\n"),
+        &["monitoring.pressure.window_s", "0.5 to 10 seconds"],
+    );
+    assert_error(
+        &with("    cpu_some_pct: 0\n"),
+        &[
+            "monitoring.pressure.cpu_some_pct",
+            "above 0 and at most 100",
+        ],
+    );
+    assert_error(
+        &with("    memory_some_pct: 150\n"),
+        &["monitoring.pressure.memory_some_pct"],
+    );
+    assert_error(
+        &with("    enabled: maybe\n"),
+        &["monitoring.pressure.enabled", "true or false"],
+    );
+    assert_error(
+        &format!("{BASE}monitoring:\n  pressure: 5\n"),
+        &["monitoring.pressure", "expected a mapping"],
+    );
+}
+
+#[test]
+fn monitoring_pressure_warnings_unknown_key_and_odd_window() {
+    let yaml = format!("{BASE}monitoring:\n  pressure:\n    window_s: 1\n    cooldwn_min: 3\n");
+    let out = check(&yaml).success().get_output().stdout.clone();
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.contains(
+            "monitoring.pressure.cooldwn_min: unknown key, ignored (did you mean \"cooldown_min\"?)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("warning: ")
+            && l.contains("monitoring.pressure.window_s")
+            && l.contains("CAP_SYS_RESOURCE")),
+        "{text}"
+    );
+}

@@ -2,7 +2,9 @@
 //! problem as a [`Diagnostic`], then run the cross-file checks in `validate`.
 
 use super::diag::{Diagnostics, did_you_mean};
-use super::model::{Aggregate, Config, ContainerLimits, Enforcement, Group, Member, Override};
+use super::model::{
+    Aggregate, Config, ContainerLimits, Enforcement, Group, Member, Override, PressureConfig,
+};
 use super::yaml::{self, Kind, Node, Scalar};
 use crate::units::{Limit, parse_cpu_quota, parse_docker_size, parse_systemd_size};
 use std::collections::BTreeMap;
@@ -150,6 +152,7 @@ fn load_inner(path: &Path, diags: &mut Diagnostics) -> Option<Config> {
         groups: Vec::new(),
         overrides: BTreeMap::new(),
         sections: BTreeMap::new(),
+        pressure: PressureConfig::default(),
     };
     for (k, v) in top {
         let Some(key) = d.key_text(k, "") else {
@@ -194,6 +197,13 @@ fn load_inner(path: &Path, diags: &mut Diagnostics) -> Option<Config> {
                     let mut known: Vec<&str> = TOP_KEYS.to_vec();
                     known.extend_from_slice(KEPT_SECTIONS);
                     d.unknown_key(k.line, "", other, &known);
+                }
+                if other == "monitoring"
+                    && let Some(m) = v.as_map()
+                    && let Some((_, pv)) = m.iter().find(|(mk, _)| mk.text() == Some("pressure"))
+                    && let Some(pm) = d.map_or_null(pv, "monitoring.pressure")
+                {
+                    cfg.pressure = d.pressure(pm);
                 }
                 cfg.sections.insert(other.to_string(), v.to_json());
             }
@@ -569,6 +579,81 @@ impl Decoder<'_> {
             }
         }
         e
+    }
+
+    /// `monitoring.pressure` (the rest of `monitoring` is kept as given).
+    fn pressure(&mut self, m: &[(Node, Node)]) -> PressureConfig {
+        const KEYS: &[&str] = &[
+            "enabled",
+            "window_s",
+            "memory_some_pct",
+            "memory_full_pct",
+            "cpu_some_pct",
+            "cooldown_min",
+        ];
+        let prefix = "monitoring.pressure";
+        let mut p = PressureConfig::default();
+        for (k, v) in m {
+            let Some(key) = self.key_text(k, prefix) else {
+                continue;
+            };
+            let path = join(prefix, key);
+            match key {
+                "enabled" => {
+                    if let Some(b) = self.bool(v, &path) {
+                        p.enabled = b;
+                    }
+                }
+                "window_s" => match self.number(v, &path) {
+                    Some(Limit::Value(w)) if (0.5..=10.0).contains(&w) => {
+                        p.window_us = (w * 1e6).round() as u64;
+                        if p.window_us % 2_000_000 != 0 {
+                            self.warning(
+                                v.line,
+                                &path,
+                                "kernels from 6.5 accept a window that is not a multiple of 2 s only from a process with CAP_SYS_RESOURCE, which the shipped ds01-monitor unit does not grant",
+                            );
+                        }
+                    }
+                    Some(_) => self.error(
+                        v.line,
+                        &path,
+                        format!(
+                            "{}: the kernel accepts a window from 0.5 to 10 seconds",
+                            v.describe()
+                        ),
+                    ),
+                    None => {}
+                },
+                "memory_some_pct" | "memory_full_pct" | "cpu_some_pct" => {
+                    let pct = match self.number(v, &path) {
+                        Some(Limit::Max) => None,
+                        Some(Limit::Value(x)) if x > 0.0 && x <= 100.0 => Some(x),
+                        Some(Limit::Value(_)) => {
+                            self.error(
+                                v.line,
+                                &path,
+                                format!("{}: a share of the window above 0 and at most 100 (null = no trigger)", v.describe()),
+                            );
+                            continue;
+                        }
+                        None => continue,
+                    };
+                    match key {
+                        "memory_some_pct" => p.memory_some_pct = pct,
+                        "memory_full_pct" => p.memory_full_pct = pct,
+                        _ => p.cpu_some_pct = pct,
+                    }
+                }
+                "cooldown_min" => match self.number(v, &path) {
+                    Some(Limit::Value(c)) => p.cooldown_s = (c * 60.0).round() as u64,
+                    Some(Limit::Max) => self.error(v.line, &path, "expected minutes, found null"),
+                    None => {}
+                },
+                other => self.unknown_key(k.line, prefix, other, KEYS),
+            }
+        }
+        p
     }
 
     /// Decode the per-container keys of a mapping. Keys in `extra` are left to the

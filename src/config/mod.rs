@@ -10,5 +10,5 @@ pub mod yaml;
 
 pub use diag::{Diagnostic, Diagnostics, Severity};
 pub use load::{Loaded, load};
-pub use model::{Aggregate, Config, ContainerLimits, Group, Member, Override};
+pub use model::{Aggregate, Config, ContainerLimits, Group, Member, Override, PressureConfig};
 pub use resolve::{Membership, Resolved};

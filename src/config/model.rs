@@ -209,6 +209,53 @@ impl Default for Enforcement {
     }
 }
 
+/// `monitoring.pressure`: when `ds01 monitor` logs a `resource.pressure` event.
+/// Each threshold is the share of `window` that tasks of a user's slice spent
+/// stalled (PSI `some`: at least one task; `full`: all of them at once); `None`
+/// arms no trigger for that line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PressureConfig {
+    pub enabled: bool,
+    /// The PSI trigger window in µs (the kernel accepts 0.5–10 s).
+    pub window_us: u64,
+    pub memory_some_pct: Option<f64>,
+    pub memory_full_pct: Option<f64>,
+    pub cpu_some_pct: Option<f64>,
+    /// At most one event per user and resource in this many seconds.
+    pub cooldown_s: u64,
+}
+
+impl Default for PressureConfig {
+    fn default() -> Self {
+        PressureConfig {
+            enabled: true,
+            window_us: 2_000_000,
+            memory_some_pct: Some(10.0),
+            memory_full_pct: Some(5.0),
+            cpu_some_pct: Some(50.0),
+            cooldown_s: 15 * 60,
+        }
+    }
+}
+
+impl PressureConfig {
+    /// The triggers to arm on each user slice: (resource, "some"/"full", stall µs).
+    pub fn triggers(&self) -> Vec<(&'static str, &'static str, u64)> {
+        if !self.enabled {
+            return Vec::new();
+        }
+        let stall = |pct: f64| ((self.window_us as f64 * pct / 100.0).round() as u64).max(1);
+        [
+            ("memory", "some", self.memory_some_pct),
+            ("memory", "full", self.memory_full_pct),
+            ("cpu", "some", self.cpu_some_pct),
+        ]
+        .into_iter()
+        .filter_map(|(r, k, p)| p.map(|p| (r, k, stall(p))))
+        .collect()
+    }
+}
+
 /// The whole configuration, from all its files.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -220,6 +267,8 @@ pub struct Config {
     pub groups: Vec<Group>,
     /// Keyed by the name as written in the config.
     pub overrides: BTreeMap<String, Override>,
+    /// `monitoring.pressure`: the PSI triggers `ds01 monitor` arms.
+    pub pressure: PressureConfig,
     /// Sections ds01 does not interpret (yet), kept as given: `gpu_allocation`,
     /// `policies`, `container_types`, `monitoring`, `bare_metal_access`,
     /// `access_control`, and any unknown top-level key.
