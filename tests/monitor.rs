@@ -3,20 +3,39 @@
 //! OOM state is shared with `ds01 collect`, alerts are written, signals are handled.
 
 mod common;
+use common::require;
 use ds01::demo::FakeSlice;
 use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 struct Mon {
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// The real cgroup root, when not the fixture tree in `dir`.
+    real_root: Option<PathBuf>,
+    stdout: Arc<Mutex<Vec<String>>>,
+}
+
+/// How to start a monitor beyond the defaults.
+#[derive(Default)]
+struct Setup {
+    /// resource-limits.yaml text (else no config file: built-in settings).
+    config: Option<String>,
+    /// Serve /metrics on a free loopback port.
+    listen: bool,
+    /// A real cgroup tree instead of the fixture.
+    real_root: Option<PathBuf>,
 }
 
 impl Mon {
     fn root(&self) -> PathBuf {
-        self.dir.path().join("cg/ds01.slice")
+        self.real_root
+            .clone()
+            .unwrap_or_else(|| self.dir.path().join("cg/ds01.slice"))
     }
     fn p(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
@@ -36,8 +55,16 @@ impl Mon {
         v
     }
     fn start(slices: &[FakeSlice], interval: u64) -> Mon {
+        Mon::start_with(slices, interval, Setup::default())
+    }
+    fn start_with(slices: &[FakeSlice], interval: u64, setup: Setup) -> Mon {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut m = Mon { dir, child: None };
+        let mut m = Mon {
+            dir,
+            child: None,
+            real_root: setup.real_root,
+            stdout: Arc::new(Mutex::new(Vec::new())),
+        };
         for s in slices {
             s.write(&m.root()).expect("slice");
         }
@@ -50,12 +77,29 @@ impl Mon {
             "--alerts-dir".into(),
             m.p("alerts").display().to_string(),
         ]);
-        let child = Command::new(assert_cmd::cargo::cargo_bin("ds01"))
+        if setup.listen {
+            args.extend(["--listen".into(), "127.0.0.1:0".into()]);
+        }
+        let config = m.p("resource-limits.yaml");
+        if let Some(text) = &setup.config {
+            std::fs::write(&config, text).expect("write config");
+        }
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("ds01"))
+            .arg("--config")
+            .arg(&config)
             .args(&args)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn monitor");
+        let out = child.stdout.take().expect("stdout");
+        let lines = Arc::clone(&m.stdout);
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                eprintln!("monitor: {l}");
+                lines.lock().expect("lock").push(l);
+            }
+        });
         m.child = Some(child);
         // Ready once the first pass wrote its stats lines.
         wait_for(
@@ -67,13 +111,30 @@ impl Mon {
         );
         m
     }
-    fn ooms(&self) -> Vec<Value> {
+    /// What the monitor printed so far.
+    fn said(&self) -> String {
+        self.stdout.lock().expect("lock").join("\n")
+    }
+    /// The address it serves on (from its start-up line).
+    fn addr(&self) -> String {
+        wait_for(
+            || self.said().contains("serving http://"),
+            "the listen line",
+        );
+        let said = self.said();
+        let rest = said.split("serving http://").nth(1).expect("listen line");
+        rest.split('/').next().expect("address").to_string()
+    }
+    fn events(&self, ty: &str) -> Vec<Value> {
         std::fs::read_to_string(self.p("events.jsonl"))
             .unwrap_or_default()
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| v["event_type"] == "resource.oom_kill")
+            .filter(|v| v["event_type"] == ty)
             .collect()
+    }
+    fn ooms(&self) -> Vec<Value> {
+        self.events("resource.oom_kill")
     }
     fn signal(&self, sig: libc::c_int) {
         let pid = self.child.as_ref().expect("running").id() as libc::pid_t;
@@ -89,6 +150,58 @@ impl Drop for Mon {
             let _ = c.wait();
         }
     }
+}
+
+/// One HTTP request: (status code, body).
+fn get(addr: &str, path: &str, accept: Option<&str>) -> (u16, String) {
+    let mut c = std::net::TcpStream::connect(addr).expect("connect");
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{accept}\r\n"
+    )
+    .expect("send");
+    let mut text = String::new();
+    c.read_to_string(&mut text).expect("read");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response");
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    (
+        code,
+        if chunked {
+            dechunk(body)
+        } else {
+            body.to_string()
+        },
+    )
+}
+
+/// A chunked HTTP/1.1 body (Prometheus's API may send one).
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The value of the one sample whose line starts with `series` (name and labels).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// Poll `cond` every 20 ms; a generous deadline (correctness, not speed: the
@@ -208,4 +321,437 @@ fn sighup_keeps_running_and_sigterm_stops_cleanly() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+const METRICS_CFG: &str = "\
+default_group: student
+groups:
+  student:
+    members: [alice, bob]
+    aggregate:
+      cpu_quota: \"400%\"
+      memory_max: \"48G\"
+      tasks_max: 4096
+  admin:
+    members: [root_like]
+    aggregate:
+      memory_max: null
+";
+
+#[test]
+fn metrics_show_every_slice_from_the_kernel_files_and_the_configured_limits() {
+    let alice = FakeSlice::new("student", "alice");
+    let mut bob = FakeSlice::new("student", "bob");
+    bob.memory_max = None;
+    bob.oom_kill = 4;
+    let m = Mon::start_with(
+        &[alice.clone(), bob],
+        3600,
+        Setup {
+            config: Some(METRICS_CFG.into()),
+            listen: true,
+            ..Setup::default()
+        },
+    );
+    let addr = m.addr();
+    let (code, text) = get(&addr, "/metrics", None);
+    assert_eq!(code, 200);
+    let a = "{user=\"alice\",group=\"student\"}";
+    let b = "{user=\"bob\",group=\"student\"}";
+    assert_eq!(
+        sample(&text, &format!("ds01_user_memory_current_bytes{a}")),
+        Some(alice.memory_current as f64)
+    );
+    assert_eq!(
+        sample(&text, &format!("ds01_user_memory_max_bytes{a}")),
+        Some((48u64 << 30) as f64)
+    );
+    assert_eq!(
+        sample(&text, &format!("ds01_user_memory_max_bytes{b}")),
+        None,
+        "no series for an unlimited memory.max"
+    );
+    assert_eq!(
+        sample(&text, &format!("ds01_user_memory_events_oom_kill_total{b}")),
+        Some(4.0)
+    );
+    assert_eq!(
+        sample(&text, &format!("ds01_user_tasks_current{a}")),
+        Some(42.0)
+    );
+    assert!(text.contains("# TYPE ds01_user_cpu_usage_seconds_total counter"));
+    assert!(text.contains(
+        "ds01_user_info{user=\"alice\",group=\"student\",slice=\"ds01-student-alice.slice\"} 1"
+    ));
+    // The configured limits: a series per configured user, none for unlimited.
+    assert_eq!(
+        sample(&text, &format!("ds01_user_limit_cpu_cores{a}")),
+        Some(4.0)
+    );
+    assert_eq!(
+        sample(&text, &format!("ds01_user_limit_tasks{b}")),
+        Some(4096.0)
+    );
+    assert!(!text.contains("user=\"root_like\""), "{text}");
+    assert!(sample(&text, "ds01_monitor_scrape_duration_seconds").is_some_and(|d| d > 0.0));
+    assert_eq!(sample(&text, "ds01_monitor_user_slices"), Some(2.0));
+    // A fixture tree is not cgroup2: no triggers, said at start-up.
+    assert_eq!(sample(&text, "ds01_monitor_pressure_triggers"), Some(0.0));
+    assert!(
+        m.said().contains("not on a cgroup2 file system"),
+        "{}",
+        m.said()
+    );
+
+    // OpenMetrics when asked for it (what Prometheus asks for), ending in # EOF.
+    let (_, om) = get(
+        &addr,
+        "/metrics",
+        Some("application/openmetrics-text; version=1.0.0"),
+    );
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    assert!(om.contains("# TYPE ds01_user_cpu_usage_seconds counter"));
+
+    // The classic text passes Prometheus's own linter.
+    if require(
+        Command::new("promtool").arg("--version").output().is_ok(),
+        "promtool (Debian package prometheus)",
+    ) {
+        let mut p = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("promtool");
+        p.stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("feed promtool");
+        let out = p.wait_with_output().expect("promtool runs");
+        assert!(
+            out.status.success(),
+            "promtool check metrics: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // Values are read at scrape time.
+    let mut hot = alice.clone();
+    hot.memory_current = 7 << 30;
+    hot.write(&m.root()).expect("rewrite");
+    let (_, text) = get(&addr, "/metrics", None);
+    assert_eq!(
+        sample(&text, &format!("ds01_user_memory_current_bytes{a}")),
+        Some((7u64 << 30) as f64)
+    );
+}
+
+#[test]
+fn healthz_and_unknown_paths() {
+    let m = Mon::start_with(
+        &[FakeSlice::new("student", "alice")],
+        3600,
+        Setup {
+            listen: true,
+            ..Setup::default()
+        },
+    );
+    let addr = m.addr();
+    let (code, body) = get(&addr, "/healthz", None);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.starts_with("ok"), "{body}");
+    assert_eq!(get(&addr, "/nope", None).0, 404);
+    let mut c = std::net::TcpStream::connect(&addr).expect("connect");
+    c.write_all(b"POST /metrics HTTP/1.1\r\n\r\n")
+        .expect("send");
+    let mut t = String::new();
+    c.read_to_string(&mut t).expect("read");
+    assert!(t.starts_with("HTTP/1.1 405"), "{t}");
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    common::ds01()
+        .args(["monitor", "--listen", &addr, "--cgroup-root"])
+        .arg(dir.path())
+        .arg("--stats-log")
+        .arg(dir.path().join("s"))
+        .arg("--state-dir")
+        .arg(dir.path().join("st"))
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(format!(
+            "cannot listen on {addr}"
+        )));
+}
+
+/// The host's kernel: real PSI triggers on a real cgroup2 slice (the hybrid
+/// host's `unified` tree). CPU hogs in the slice make the kernel fire the cpu
+/// trigger; the monitor logs one `resource.pressure` event and, in the cooldown,
+/// no second one.
+#[test]
+fn real_kernel_pressure_trigger_fires_once_per_cooldown() {
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    let usable = rustix::process::geteuid().is_root()
+        && unified.join("cgroup.procs").exists()
+        && unified.join("cpu.pressure").exists();
+    if !common::require(
+        usable,
+        "root and a cgroup2 tree with PSI at /sys/fs/cgroup/unified",
+    ) {
+        return;
+    }
+    let tag = format!("p{}", std::process::id());
+    let root = unified.join("ds01.slice");
+    let slice = root.join(format!("ds01-{tag}.slice/ds01-{tag}-alice.slice"));
+    std::fs::create_dir_all(&slice).expect("mkdir the slice");
+    let cfg = "\
+groups:
+  student: {}
+monitoring:
+  pressure:
+    window_s: 2
+    cpu_some_pct: 25
+    memory_some_pct: 10
+    memory_full_pct: null
+    cooldown_min: 10
+";
+    let m = Mon::start_with(
+        &[],
+        3600,
+        Setup {
+            config: Some(cfg.into()),
+            listen: true,
+            real_root: Some(root.clone()),
+        },
+    );
+    let addr = m.addr();
+    let (_, text) = get(&addr, "/metrics", None);
+    let armed = sample(&text, "ds01_monitor_pressure_triggers").unwrap_or(0.0);
+    // Four spinning shells on this machine's cores: tasks wait for a CPU.
+    let hogs: Vec<Child> = (0..4)
+        .map(|_| {
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "echo $$ > {}/cgroup.procs; while :; do :; done",
+                    slice.display()
+                ))
+                .spawn()
+                .expect("spawn hog")
+        })
+        .collect();
+    let start = Instant::now();
+    let mine = |m: &Mon| -> Vec<Value> {
+        m.events("resource.pressure")
+            .into_iter()
+            .filter(|e| e["details"]["group"] == tag.as_str())
+            .collect()
+    };
+    while mine(&m).is_empty() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let first = start.elapsed();
+    // Pressure goes on for three more windows: the cooldown holds a second event.
+    std::thread::sleep(Duration::from_secs(6));
+    for mut h in hogs {
+        let _ = h.kill();
+        let _ = h.wait();
+    }
+    common::remove_cgroup(&slice);
+    assert!(armed >= 2.0, "two triggers armed on our slice: {text}");
+    let evs = mine(&m);
+    eprintln!("pressure event after {} ms: {evs:?}", first.as_millis());
+    assert_eq!(evs.len(), 1, "exactly one event in the cooldown: {evs:?}");
+    let e = &evs[0];
+    assert_eq!(e["user"], "alice");
+    assert_eq!(e["source"], "monitor");
+    assert_eq!(e["details"]["resource"], "cpu");
+    assert_eq!(e["details"]["kind"], "some");
+    assert_eq!(e["details"]["threshold_ms"], 500.0);
+    assert!(e["details"]["avg10"].is_number(), "{e}");
+}
+
+fn repo_file(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// Run promtool with `args` in `dir`; assert success.
+fn promtool(dir: &Path, args: &[&str]) {
+    let out = Command::new("promtool")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("promtool runs");
+    assert!(
+        out.status.success(),
+        "promtool {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Stops the Prometheus server when the test ends, however it ends.
+struct Server(Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A real Prometheus (Debian's package) scrapes two monitors with different
+/// trees; its HTTP API has each user's series from both, the shipped alert rules
+/// load, and an OOM kill on one server fires DS01OOMKill for that user there.
+#[test]
+fn a_real_prometheus_scrapes_two_monitors_and_fires_the_oom_alert() {
+    if !require(
+        Command::new("prometheus").arg("--version").output().is_ok()
+            && Command::new("promtool").arg("--version").output().is_ok(),
+        "prometheus and promtool (Debian package prometheus)",
+    ) {
+        return;
+    }
+    // The files shipped in the repo are valid, and the rules pass their unit tests.
+    let dir = repo_file("deploy/prometheus");
+    promtool(&dir, &["check", "config", "prometheus.yml"]);
+    promtool(&dir, &["check", "rules", "ds01-alerts.yml"]);
+    promtool(&dir, &["test", "rules", "ds01-alerts.test.yml"]);
+
+    let setup = || Setup {
+        config: Some(METRICS_CFG.into()),
+        listen: true,
+        ..Setup::default()
+    };
+    let mut bob = FakeSlice::new("student", "bob");
+    let a = Mon::start_with(
+        &[FakeSlice::new("student", "alice"), bob.clone()],
+        3600,
+        setup(),
+    );
+    let b = Mon::start_with(
+        &[
+            FakeSlice::new("student", "alice"),
+            FakeSlice::new("admin", "root_like"),
+        ],
+        3600,
+        setup(),
+    );
+    let (ta, tb) = (a.addr(), b.addr());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let work = tempfile::tempdir().expect("tempdir");
+    let cfg = work.path().join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: ds01\n    static_configs:\n      - targets: ['{ta}']\n        labels: {{server: a}}\n      - targets: ['{tb}']\n        labels: {{server: b}}\n",
+            dir.join("ds01-alerts.yml").display()
+        ),
+    )
+    .expect("write prometheus.yml");
+    let api = format!("127.0.0.1:{port}");
+    let _prom = Server(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                work.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={api}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start prometheus"),
+    );
+    let query = |q: &str| -> Vec<Value> {
+        // Not up yet: nothing to ask.
+        if std::net::TcpStream::connect(&api).is_err() {
+            return Vec::new();
+        }
+        let q: String = q
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let (code, body) = get(&api, &format!("/api/v1/query?query={q}"), None);
+        if code != 200 {
+            return Vec::new();
+        }
+        serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v["data"]["result"].as_array().cloned())
+            .unwrap_or_default()
+    };
+    let pairs = |rs: &[Value]| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = rs
+            .iter()
+            .map(|r| {
+                (
+                    r["metric"]["server"].as_str().unwrap_or("").to_string(),
+                    r["metric"]["user"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let want = vec![
+        ("a".to_string(), "alice".to_string()),
+        ("a".to_string(), "bob".to_string()),
+        ("b".to_string(), "alice".to_string()),
+        ("b".to_string(), "root_like".to_string()),
+    ];
+    let start = Instant::now();
+    let mut got = Vec::new();
+    while start.elapsed() < Duration::from_secs(60) {
+        got = pairs(&query("ds01_user_info"));
+        if got == want {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(got, want, "each user's series from both servers");
+    // Counters arrive as counters (OpenMetrics), named with _total.
+    let mem = query("ds01_user_memory_current_bytes{server=\"b\",user=\"alice\"}");
+    assert_eq!(mem.len(), 1, "{mem:?}");
+    assert_eq!(mem[0]["value"][1], (3u64 << 30).to_string());
+    assert_eq!(
+        pairs(&query("ds01_user_cpu_usage_seconds_total")).len(),
+        4,
+        "the cpu counter from both"
+    );
+    let up = query("up");
+    assert!(
+        up.len() == 2 && up.iter().all(|r| r["value"][1] == "1"),
+        "{up:?}"
+    );
+    // An OOM kill on server a: the rule fires for bob there, nobody else.
+    bump_oom(&a.root(), &mut bob, 1);
+    let start = Instant::now();
+    let mut alerts = Vec::new();
+    while start.elapsed() < Duration::from_secs(60) {
+        alerts = query("ALERTS{alertname=\"DS01OOMKill\"}");
+        if !alerts.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    eprintln!(
+        "DS01OOMKill after {} ms: {alerts:?}",
+        start.elapsed().as_millis()
+    );
+    assert_eq!(pairs(&alerts), vec![("a".to_string(), "bob".to_string())]);
+    drop(b);
 }

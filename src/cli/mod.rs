@@ -87,7 +87,8 @@ pub enum Command {
         args: Vec<std::ffi::OsString>,
     },
     /// The long-running collector: a pass every --interval, OOM kills logged within
-    /// a second (inotify on memory.events), users' alerts files.
+    /// a second (inotify on memory.events), pressure events (PSI triggers), users'
+    /// alerts files, and Prometheus metrics with --listen.
     Monitor(monitor_cmd::MonitorArgs),
     /// Query the event log, or append to it (`ds01 events log`).
     Events(events_cmd::EventsArgs),
@@ -115,7 +116,7 @@ pub fn run(cli: Cli) -> CliResult {
             0 => Ok(()),
             code => Err(CliError::Exit(code)),
         },
-        Command::Monitor(a) => monitor_cmd::run(a),
+        Command::Monitor(a) => monitor_cmd::run(a, &config),
         Command::Events(a) => events_cmd::run(a),
         Command::Stats(a) => stats_cmd::run(a),
         Command::Greet(a) => greet_cmd::run(a, &config),

@@ -19,15 +19,21 @@ pub struct MonitorArgs {
     /// The directory of per-user alert files read by the greeting.
     #[arg(long, env = "DS01_ALERTS_DIR", default_value = super::greet_cmd::DEFAULT_ALERTS_DIR, value_name = "DIR")]
     pub alerts_dir: PathBuf,
+    /// Serve Prometheus metrics on http://ADDR/metrics (and /healthz), e.g.
+    /// 127.0.0.1:9101. Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
-pub fn run(a: MonitorArgs) -> CliResult {
+pub fn run(a: MonitorArgs, config: &std::path::Path) -> CliResult {
     let opts = MonitorOpts {
         paths: super::collect_cmd::paths(&a.collect),
         interval: Duration::from_secs(a.interval),
         rescan: Duration::from_secs(a.rescan),
         alerts_dir: a.alerts_dir,
         verbose: a.collect.verbose,
+        config: Some(config.to_path_buf()),
+        listen: a.listen,
     };
     monitor::install_signal_handlers();
     monitor::run(&opts).map_err(CliError::Runtime)

@@ -89,3 +89,19 @@ pub fn systemd_verify(dir: &Path, units: &[PathBuf]) -> Option<(bool, String)> {
     );
     Some((out.status.success(), said))
 }
+
+/// Remove a real cgroup directory and its (empty) parent, retrying for a few
+/// seconds: the kernel keeps a cgroup busy a little after its last process died.
+pub fn remove_cgroup(dir: &Path) {
+    let start = std::time::Instant::now();
+    while dir.exists() && std::fs::remove_dir(dir).is_err() {
+        if start.elapsed() > std::time::Duration::from_secs(5) {
+            eprintln!("note: could not remove {}", dir.display());
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if let Some(parent) = dir.parent() {
+        let _ = std::fs::remove_dir(parent);
+    }
+}

@@ -6,14 +6,21 @@
 //! are picked up by a cheap rescan every `rescan` period. It writes the users'
 //! alerts files (read by the greeting) after each pass and on each OOM kill.
 
+pub mod http;
+pub mod metrics;
+pub mod psi;
+
 use crate::cgroup::{UserSlice, walk};
 use crate::collect::{self, CollectPaths, PassReport, SliceStats};
-use rustix::event::{PollFd, PollFlags, poll};
+use crate::config::{Config, PressureConfig};
+use crate::events::Event;
+use rustix::event::epoll;
 use rustix::fs::inotify;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -25,6 +32,10 @@ pub struct MonitorOpts {
     pub alerts_dir: PathBuf,
     /// Print a line per pass (slices read, skipped directories).
     pub verbose: bool,
+    /// `resource-limits.yaml`: `monitoring.pressure` and the limit gauges.
+    pub config: Option<PathBuf>,
+    /// Serve `/metrics` and `/healthz` here.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -142,10 +153,11 @@ struct Watches {
 
 impl Watches {
     /// Follow the slices now in the tree: watch new ones, forget vanished ones.
-    fn rescan(&mut self, root: &Path) -> Result<(), String> {
+    /// Returns the slices now in the tree.
+    fn rescan(&mut self, root: &Path) -> Result<Vec<UserSlice>, String> {
         let w = walk(root).map_err(|e| e.to_string())?;
         let mut seen = std::collections::HashSet::new();
-        for s in w.slices {
+        for s in &w.slices {
             let file = s.dir.oom_file();
             seen.insert(file.clone());
             if self.by_path.contains_key(&file) {
@@ -154,7 +166,7 @@ impl Watches {
             match inotify::add_watch(&self.fd, &file, inotify::WatchFlags::MODIFY) {
                 Ok(wd) => {
                     self.by_path.insert(file, wd);
-                    self.by_wd.insert(wd, s);
+                    self.by_wd.insert(wd, s.clone());
                 }
                 // The slice went away between the walk and the watch.
                 Err(_) => continue,
@@ -172,7 +184,7 @@ impl Watches {
                 self.by_wd.remove(&wd);
             }
         }
-        Ok(())
+        Ok(w.slices)
     }
 
     /// The slices whose watched file changed (drains the inotify queue).
@@ -191,6 +203,21 @@ impl Watches {
         wds.iter()
             .filter_map(|wd| self.by_wd.get(wd).cloned())
             .collect()
+    }
+}
+
+/// Log a `resource.pressure` event and say so.
+fn log_pressure(opts: &MonitorOpts, ev: &Event) {
+    let d = |k: &str| ev.details.get(k).map_or("?".to_string(), |v| v.to_string());
+    say(&format!(
+        "pressure: {} {} {} (avg10 {})",
+        ev.user.as_deref().unwrap_or("?"),
+        d("resource").trim_matches('"'),
+        d("kind").trim_matches('"'),
+        d("avg10")
+    ));
+    if let Err(e) = opts.paths.events.append(ev) {
+        eprintln!("error: cannot log a pressure event: {e}");
     }
 }
 
@@ -225,21 +252,122 @@ fn alerts_after(opts: &MonitorOpts, stats: &[SliceStats], rep: &PassReport, now:
     }
 }
 
+/// The config as the monitor sees it: reloaded every pass and on SIGHUP; a config
+/// with errors keeps the last good one in force (said once per distinct error).
+struct ConfigWatch {
+    path: Option<PathBuf>,
+    current: Option<Arc<Config>>,
+    last_problem: Option<String>,
+}
+
+impl ConfigWatch {
+    fn reload(&mut self) {
+        let Some(path) = &self.path else { return };
+        if !path.exists() {
+            let p = format!("note: no config at {}", path.display());
+            if self.last_problem.as_deref() != Some(p.as_str()) {
+                say(&format!(
+                    "{p}: built-in pressure settings, no limit gauges (it is read again every pass)"
+                ));
+            }
+            self.current = None;
+            self.last_problem = Some(p);
+            return;
+        }
+        let loaded = crate::config::load(path);
+        let problem = match (&loaded.config, loaded.diagnostics.first_error()) {
+            (Some(_), None) => None,
+            (_, Some(e)) => Some(e.to_string()),
+            (None, None) => Some("cannot be loaded".to_string()),
+        };
+        match problem {
+            None => {
+                if self.last_problem.take().is_some() {
+                    say(&format!(
+                        "config {}: loaded again without errors",
+                        path.display()
+                    ));
+                }
+                self.current = loaded.config.map(Arc::new);
+            }
+            Some(p) => {
+                if self.last_problem.as_deref() != Some(p.as_str()) {
+                    let keep = if self.current.is_some() {
+                        "keeping the last good config"
+                    } else {
+                        "using built-in pressure settings and no limit gauges"
+                    };
+                    eprintln!(
+                        "{p}\nds01 monitor: the config has errors; {keep} (see ds01 config check)"
+                    );
+                }
+                self.last_problem = Some(p);
+            }
+        }
+    }
+
+    fn pressure(&self) -> PressureConfig {
+        self.current
+            .as_ref()
+            .map(|c| c.pressure.clone())
+            .unwrap_or_default()
+    }
+}
+
+const INOTIFY_TOKEN: u64 = 0;
+
 /// Run until SIGTERM/SIGINT (or `stop_requested`).
 pub fn run(opts: &MonitorOpts) -> Result<(), String> {
+    let root = opts.paths.cgroup_root.clone();
+    let mut config = ConfigWatch {
+        path: opts.config.clone(),
+        current: None,
+        last_problem: None,
+    };
+    config.reload();
+    let shared = Arc::new(http::Shared::new(root.clone(), opts.interval));
+    shared.set_config(config.current.clone());
+    if let Some(addr) = opts.listen {
+        let bound = http::serve(addr, Arc::clone(&shared))
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        say(&format!(
+            "ds01 monitor: serving http://{bound}/metrics and /healthz"
+        ));
+    }
     let fd = inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC)
         .map_err(|e| format!("inotify: {e}"))?;
+    let ep = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(|e| format!("epoll: {e}"))?;
+    epoll::add(
+        &ep,
+        &fd,
+        epoll::EventData::new_u64(INOTIFY_TOKEN),
+        epoll::EventFlags::IN,
+    )
+    .map_err(|e| format!("epoll: {e}"))?;
     let mut w = Watches {
         fd,
         by_wd: HashMap::new(),
         by_path: HashMap::new(),
     };
-    let root = opts.paths.cgroup_root.clone();
-    if let Err(e) = w.rescan(&root) {
-        eprintln!("error: {e}");
-    }
+    let mut triggers = psi::Triggers::new(config.pressure(), INOTIFY_TOKEN + 1);
+    let sync = |w: &mut Watches, triggers: &mut psi::Triggers| match w.rescan(&root) {
+        Ok(slices) => {
+            if let Some(msg) = triggers.sync(&ep, &slices) {
+                eprintln!("warning: no pressure events: {msg}");
+            }
+            shared
+                .pressure_triggers
+                .store(triggers.count(), Ordering::SeqCst);
+        }
+        Err(e) => eprintln!("error: {e}"),
+    };
+    sync(&mut w, &mut triggers);
+    let pressure = match triggers.off_reason() {
+        None => format!("{} pressure trigger(s)", triggers.count()),
+        Some(why) => format!("no pressure triggers ({why})"),
+    };
     say(&format!(
-        "ds01 monitor: watching {} user slice(s) under {}; a pass every {} s",
+        "ds01 monitor: watching {} user slice(s) under {}, {pressure}; a pass every {} s",
         w.by_wd.len(),
         root.display(),
         opts.interval.as_secs()
@@ -247,11 +375,23 @@ pub fn run(opts: &MonitorOpts) -> Result<(), String> {
     let mut next_pass = Instant::now();
     let mut next_scan = Instant::now() + opts.rescan;
     let mut retry: Vec<(UserSlice, u32)> = Vec::new();
+    let mut ready: Vec<epoll::Event> = Vec::with_capacity(256);
     while !stop_requested() {
+        let mut reload = false;
         if HUP.swap(false, Ordering::SeqCst) {
-            say("SIGHUP: logs are opened per write; nothing to reopen");
+            say("SIGHUP: reloading the config (logs are opened per write; nothing to reopen)");
+            reload = true;
         }
         let now = Instant::now();
+        if now >= next_pass {
+            reload = true;
+        }
+        if reload {
+            config.reload();
+            shared.set_config(config.current.clone());
+            triggers.reconfigure(&ep, &config.pressure());
+            sync(&mut w, &mut triggers);
+        }
         if now >= next_pass {
             let ts = jiff::Timestamp::now();
             let (rep, stats) = collect::run_pass_with_stats(&opts.paths, ts);
@@ -260,19 +400,19 @@ pub fn run(opts: &MonitorOpts) -> Result<(), String> {
                     say(&format!("skipped (not a ds01 slice): {}", d.display()));
                 }
                 say(&format!(
-                    "pass: {} user slice(s) into {}",
+                    "pass: {} user slice(s) into {}, {} pressure trigger(s)",
                     rep.slices,
-                    opts.paths.stats_log.display()
+                    opts.paths.stats_log.display(),
+                    triggers.count()
                 ));
             }
             rep.print(true);
             alerts_after(opts, &stats, &rep, ts);
+            shared.pass_done(Instant::now());
             next_pass = now + opts.interval;
         }
         if now >= next_scan {
-            if let Err(e) = w.rescan(&root) {
-                eprintln!("error: {e}");
-            }
+            sync(&mut w, &mut triggers);
             next_scan = now + opts.rescan;
         }
         let cap = if retry.is_empty() { 500 } else { 50 };
@@ -284,12 +424,32 @@ pub fn run(opts: &MonitorOpts) -> Result<(), String> {
             tv_sec: wait.as_secs() as _,
             tv_nsec: wait.subsec_nanos() as _,
         };
-        let mut fds = [PollFd::new(&w.fd, PollFlags::IN)];
-        match poll(&mut fds, Some(&ts)) {
-            Ok(n) if n > 0 || !retry.is_empty() => {}
-            _ => continue,
+        ready.clear();
+        if let Err(e) = epoll::wait(&ep, rustix::buffer::spare_capacity(&mut ready), Some(&ts))
+            && e != rustix::io::Errno::INTR
+        {
+            return Err(format!("epoll: {e}"));
         }
-        let mut changed = w.changed();
+        let mut inotify_ready = false;
+        for ev in &ready {
+            let token = ev.data.u64();
+            if token == INOTIFY_TOKEN {
+                inotify_ready = true;
+            } else if let Some(pe) = triggers.fired(&ep, token, ev.flags, Instant::now()) {
+                log_pressure(opts, &pe);
+            }
+        }
+        shared
+            .pressure_triggers
+            .store(triggers.count(), Ordering::SeqCst);
+        if !inotify_ready && retry.is_empty() {
+            continue;
+        }
+        let mut changed = if inotify_ready {
+            w.changed()
+        } else {
+            Vec::new()
+        };
         // Slices whose read failed last time (a file mid-update, a slice going
         // away) are tried again, a few times, so a kill is not left to the next pass.
         for (s, _) in &retry {
