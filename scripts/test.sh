@@ -9,18 +9,29 @@ log() { printf '\n== %s\n' "$*"; }
 
 . scripts/lib.sh
 
-# Debian packages the tests use: systemd-analyze (unit verification), jq, and the
-# font plots are drawn with.
+# Debian packages the tests use: systemd-analyze (unit verification), jq, the
+# font plots are drawn with, and Prometheus + promtool (the /metrics test scrapes
+# two monitors with a real Prometheus server started on loopback).
 need_debs() {
     local missing=()
     command -v systemd-analyze >/dev/null || missing+=(systemd)
     command -v jq >/dev/null || missing+=(jq)
     [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+    command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
     if [ ${#missing[@]} -gt 0 ]; then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
             log "installing ${missing[*]}"
             export DEBIAN_FRONTEND=noninteractive
-            apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+            # The packages' own services (prometheus) must not start here: the
+            # tests run their own instances.
+            local policy=/usr/sbin/policy-rc.d made_policy=
+            if [ ! -e $policy ]; then
+                printf '#!/bin/sh\nexit 101\n' >$policy && chmod +x $policy && made_policy=1
+            fi
+            local rc=0
+            { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } || rc=$?
+            [ -z "$made_policy" ] || rm -f $policy
+            [ $rc = 0 ] || { echo "apt-get failed ($rc)" >&2; exit $rc; }
         else
             echo "note: missing ${missing[*]}; tests that need them will say so" >&2
         fi

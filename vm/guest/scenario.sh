@@ -142,6 +142,26 @@ check "the monitor's event names the container" 1 "$(grep '"source":"monitor"' /
 ev_ts=$(grep '"source":"monitor"' /var/log/ds01/events.jsonl | tail -1 | sed 's/.*"timestamp":"\([^"]*\)".*/\1/')
 ev_s=$(date -u -d "$ev_ts" +%s.%N 2>/dev/null || echo 0)
 check "the event was written within 1 s of the kill (by the time docker exec returned + 1 s)" 1 "$(awk -v e="$ev_s" -v r="$returned" 'BEGIN{print (e > 0 && e <= r + 1.0) ? 1 : 0}')" "event at $ev_ts, docker exec returned at $(date -u -d @$returned +%H:%M:%S.%N), difference $(awk -v e="$ev_s" -v r="$returned" 'BEGIN{printf "%.3f", e - r}') s"
+
+step "7c. the monitor's /metrics and PSI triggers on the real kernel, under the shipped unit"
+http_get() { exec 3<>/dev/tcp/127.0.0.1/9101 || return; printf 'GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n' "$1" >&3; cat <&3; exec 3<&-; }
+metrics=$(http_get /metrics)
+check "/metrics answers on 127.0.0.1:9101 (the shipped unit's --listen)" 1 "$(echo "$metrics" | grep -c '^HTTP/1.1 200')" "$(echo "$metrics" | head -3)"
+check "/metrics: alice's memory, read from her slice" 1 "$(echo "$metrics" | grep -c '^ds01_user_memory_current_bytes{user="alice",group="student"} [1-9]')" "$(echo "$metrics" | grep '^ds01_user_memory_current_bytes' | head -3)"
+check "/metrics: alice's kernel limit and configured limit agree (384M)" 2 "$(echo "$metrics" | grep -E '^ds01_user_(limit_)?memory_max_bytes\{user="alice",group="student"\} 402653184(\.0)?$' | wc -l)" "$(echo "$metrics" | grep 'memory_max_bytes{user="alice"')"
+check "/metrics: the OOM kills as a counter" 1 "$(echo "$metrics" | grep -c '^ds01_user_memory_events_oom_kill_total{user="alice",group="student"} [1-9]')"
+trig=$(echo "$metrics" | sed -n 's/^ds01_monitor_pressure_triggers \([0-9]*\).*/\1/p')
+check "PSI triggers armed on every slice (3 per slice) despite the unit's hardening" 1 "$([ "${trig:-0}" -ge 3 ] && echo 1 || echo 0)" "ds01_monitor_pressure_triggers ${trig:-none}" "$(journalctl -u ds01-monitor -o cat --no-pager | grep -m2 -E 'watching|pressure')"
+check "/healthz says ok" 1 "$(http_get /healthz | grep -c '^ok')"
+as alice "docker exec -d alice-c4 sh -c 'for i in 1 2 3 4; do (while :; do :; done) & done; sleep 12; kill 0'" >/dev/null 2>&1
+p_start=$(date +%s.%N)
+for i in $(seq 1 60); do grep '"event_type":"resource.pressure"' /var/log/ds01/events.jsonl 2>/dev/null | grep -q '"resource":"cpu"' && break; sleep 0.5; done
+p_took=$(awk -v s="$p_start" -v e="$(date +%s.%N)" 'BEGIN{printf "%.1f", e - s}')
+pev=$(grep '"event_type":"resource.pressure"' /var/log/ds01/events.jsonl 2>/dev/null | grep '"user":"alice"' | grep '"resource":"cpu"')
+check "four spinning shells in alice's 1-CPU container: one resource.pressure event (cpu, some)" 1 "$(echo "$pev" | grep -c '"kind":"some"')" "after ${p_took} s: $pev"
+check "the event uses the config's threshold (20% of 2 s = 400 ms)" 1 "$(echo "$pev" | grep -c '"threshold_ms":400')"
+sleep 6
+check "no second event for the same pressure within the cooldown" 1 "$(grep '"event_type":"resource.pressure"' /var/log/ds01/events.jsonl | grep '"user":"alice"' | grep -c '"resource":"cpu"')"
 systemctl stop ds01-monitor.service
 
 step "8. upgrade keeps config and state; purge removes state"
