@@ -72,3 +72,6 @@ hyperfine --warmup 1 --runs 3 --export-markdown "$W/stats.md" \
     -n "jq: peak and mean per user" "jq -nR '[inputs | fromjson?] | group_by(.user) | map({user: .[0].user, peak: (map(.memory_pct)|max), mean: (map(.memory_pct)|add/length)})' $H" \
     >/dev/null
 cat "$W/stats.md"
+
+# --- ds01 monitor: idle cost with 1,000 slices, /metrics with 1,000 users ---
+./scripts/bench-monitor.sh

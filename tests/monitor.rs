@@ -755,3 +755,84 @@ fn a_real_prometheus_scrapes_two_monitors_and_fires_the_oom_alert() {
     assert_eq!(pairs(&alerts), vec![("a".to_string(), "bob".to_string())]);
     drop(b);
 }
+
+/// The `ds01_…` metric names an expression uses.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = expr;
+    while let Some(i) = rest.find("ds01_") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        out.push(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    out
+}
+
+/// The Grafana dashboard and the alert rules only use metrics `/metrics` serves,
+/// and every dashboard query is valid PromQL (promtool parses it as a rule).
+#[test]
+fn dashboard_and_rules_use_only_served_metrics_and_valid_promql() {
+    let m = Mon::start_with(
+        &[FakeSlice::new("student", "alice")],
+        3600,
+        Setup {
+            config: Some(METRICS_CFG.into()),
+            listen: true,
+            ..Setup::default()
+        },
+    );
+    let (_, text) = get(&m.addr(), "/metrics", None);
+    let served: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+        .collect();
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_file("deploy/grafana/ds01-dashboard.json"))
+            .expect("read the dashboard"),
+    )
+    .expect("the dashboard is JSON");
+    let exprs: Vec<String> = dash["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_string))
+        .collect();
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    let rules = std::fs::read_to_string(repo_file("deploy/prometheus/ds01-alerts.yml"))
+        .expect("read the rules");
+    for name in exprs
+        .iter()
+        .flat_map(|e| metric_names(e))
+        .chain(metric_names(&rules))
+    {
+        assert!(
+            served.contains(&name.as_str()),
+            "{name} is used by the dashboard or the rules but not served"
+        );
+    }
+    if !require(
+        Command::new("promtool").arg("--version").output().is_ok(),
+        "promtool (Debian package prometheus)",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut file = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        let e = e
+            .replace("$__rate_interval", "5m")
+            .replace("$__range", "1h")
+            .replace("$__interval", "1m")
+            .replace(['$'], "");
+        file.push_str(&format!(
+            "      - record: dashboard_query_{i}\n        expr: {}\n",
+            serde_json::to_string(&e).expect("quote")
+        ));
+    }
+    std::fs::write(dir.path().join("dash.yml"), file).expect("write");
+    promtool(dir.path(), &["check", "rules", "dash.yml"]);
+}
