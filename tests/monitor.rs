@@ -547,6 +547,10 @@ monitoring:
                 .expect("spawn hog")
         })
         .collect();
+    // /metrics reads real kernel files through descriptors it keeps open: the
+    // values must still move between scrapes.
+    let cpu_series = format!("ds01_user_cpu_usage_seconds_total{{user=\"alice\",group=\"{tag}\"}}");
+    let cpu_before = sample(&get(&addr, "/metrics", None).1, &cpu_series);
     let start = Instant::now();
     let mine = |m: &Mon| -> Vec<Value> {
         m.events("resource.pressure")
@@ -560,12 +564,30 @@ monitoring:
     let first = start.elapsed();
     // Pressure goes on for three more windows: the cooldown holds a second event.
     std::thread::sleep(Duration::from_secs(6));
+    let (_, during) = get(&addr, "/metrics", None);
+    let cpu_after = sample(&during, &cpu_series);
     for mut h in hogs {
         let _ = h.kill();
         let _ = h.wait();
     }
     common::remove_cgroup(&slice);
+    let (_, after) = get(&addr, "/metrics", None);
     assert!(armed >= 2.0, "two triggers armed on our slice: {text}");
+    assert!(
+        sample(&during, "ds01_monitor_open_files").is_some_and(|n| n >= 4.0),
+        "cgroupfs files kept open: {during}"
+    );
+    eprintln!("cpu seconds {cpu_before:?} -> {cpu_after:?}");
+    assert!(
+        cpu_after.unwrap_or(0.0) > cpu_before.unwrap_or(f64::MAX) + 1.0,
+        "fresh values through the kept descriptors: {cpu_before:?} -> {cpu_after:?}"
+    );
+    assert_eq!(
+        sample(&after, &cpu_series),
+        None,
+        "the removed slice is gone from /metrics"
+    );
+    assert_eq!(sample(&after, "ds01_monitor_read_errors"), Some(0.0));
     let evs = mine(&m);
     eprintln!("pressure event after {} ms: {evs:?}", first.as_millis());
     assert_eq!(evs.len(), 1, "exactly one event in the cooldown: {evs:?}");

@@ -20,9 +20,12 @@ const MAX_HEAD: usize = 16 * 1024;
 #[derive(Debug)]
 pub struct Shared {
     pub cgroup_root: PathBuf,
-    /// The last config that loaded without errors (none yet: no limit gauges).
-    pub config: Mutex<Option<Arc<Config>>>,
+    /// The limits of the last config that loaded without errors (none yet: no
+    /// limit gauges).
+    pub limits: Mutex<Option<Arc<metrics::Limits>>>,
     pub pressure_triggers: AtomicUsize,
+    /// The kernel files `/metrics` reads, kept open between scrapes.
+    pub open_files: Arc<crate::cgroup::OpenFiles>,
     /// When the monitor last finished a pass; `/healthz` fails when that is older
     /// than two intervals (the loop is stuck).
     pub last_pass: Mutex<Option<Instant>>,
@@ -33,16 +36,26 @@ impl Shared {
     pub fn new(cgroup_root: PathBuf, interval: Duration) -> Shared {
         Shared {
             cgroup_root,
-            config: Mutex::new(None),
+            limits: Mutex::new(None),
             pressure_triggers: AtomicUsize::new(0),
+            open_files: Arc::default(),
             last_pass: Mutex::new(None),
             interval,
         }
     }
 
+    /// A (re)loaded config: its limits are resolved once, here. The same config
+    /// again costs nothing.
     pub fn set_config(&self, cfg: Option<Arc<Config>>) {
-        if let Ok(mut c) = self.config.lock() {
-            *c = cfg;
+        if let Ok(mut c) = self.limits.lock() {
+            let same = match (&*c, &cfg) {
+                (Some(l), Some(n)) => l.is_for(n),
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                *c = cfg.map(|cfg| Arc::new(metrics::Limits::new(cfg)));
+            }
         }
     }
 
@@ -174,11 +187,17 @@ fn handle(mut stream: TcpStream, shared: &Shared) {
     match req.path.as_str() {
         "/metrics" => {
             let openmetrics = req.accept.contains("application/openmetrics-text");
-            let cfg = shared.config.lock().ok().and_then(|c| c.clone());
+            let limits = shared.limits.lock().ok().and_then(|c| c.clone());
             let state = MonitorState {
                 pressure_triggers: Some(shared.pressure_triggers.load(Ordering::SeqCst)),
             };
-            let body = metrics::render(&shared.cgroup_root, cfg.as_deref(), state, openmetrics);
+            let body = metrics::render(
+                &shared.cgroup_root,
+                &shared.open_files,
+                limits,
+                state,
+                openmetrics,
+            );
             let ty = if openmetrics {
                 metrics::OPENMETRICS_TYPE
             } else {

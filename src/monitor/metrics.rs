@@ -4,8 +4,8 @@
 //! OpenMetrics (curl, `promtool check metrics`, older scrapers) get the classic
 //! Prometheus 0.0.4 text format, converted from it by [`to_classic`].
 
-use crate::cgroup::walk;
-use crate::collect::{SliceStats, read_slice};
+use crate::cgroup::{self, OpenFiles, UserSlice, walk};
+use crate::collect::{SliceStats, read_slice_usage};
 use crate::config::{Aggregate, Config};
 use crate::units::Limit;
 use prometheus_client::collector::Collector;
@@ -14,8 +14,10 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
+use std::collections::HashSet;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 pub const OPENMETRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -33,9 +35,11 @@ struct UserLimits {
 #[derive(Debug)]
 struct Scrape {
     slices: Vec<SliceStats>,
-    limits: Vec<UserLimits>,
+    limits: Option<Arc<Limits>>,
+    unlisted: Vec<UserLimits>,
     read_errors: usize,
     duration_s: f64,
+    open_files: usize,
     triggers: Option<usize>,
 }
 
@@ -46,55 +50,145 @@ pub struct MonitorState {
     pub pressure_triggers: Option<usize>,
 }
 
-/// Each configured user (and each user with a slice but not in the config, under
-/// the default group's limits), keyed by the slice's user name so the limit and
-/// the usage series share labels.
-fn limits(cfg: &Config, slices: &[SliceStats]) -> Vec<UserLimits> {
-    let mut out: Vec<UserLimits> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    let resolved = cfg
-        .all_users()
-        .into_iter()
-        .chain(slices.iter().map(|s| cfg.resolve(&s.user)));
-    for r in resolved {
-        if !seen.insert(r.slice_user.clone()) {
-            continue;
+/// The configured aggregate limits of every configured user, resolved once per
+/// config (reloads build a new one), keyed by the slice's user name so the limit
+/// and the usage series share labels.
+#[derive(Debug)]
+pub struct Limits {
+    config: Arc<Config>,
+    configured: Vec<UserLimits>,
+    known: HashSet<String>,
+}
+
+impl Limits {
+    pub fn new(config: Arc<Config>) -> Limits {
+        let mut configured = Vec::new();
+        let mut known = HashSet::new();
+        for r in config.all_users() {
+            if !known.insert(r.slice_user.clone()) {
+                continue;
+            }
+            if let Some(agg) = r.aggregate {
+                configured.push(UserLimits {
+                    user: r.slice_user,
+                    group: r.group,
+                    agg,
+                });
+            }
         }
-        if let Some(agg) = r.aggregate {
-            out.push(UserLimits {
-                user: r.slice_user,
-                group: r.group,
-                agg,
-            });
+        Limits {
+            config,
+            configured,
+            known,
         }
     }
-    out
+
+    /// Built from this very config (the same `Arc`, or an equal config)?
+    pub fn is_for(&self, cfg: &Arc<Config>) -> bool {
+        Arc::ptr_eq(&self.config, cfg) || *self.config == **cfg
+    }
+
+    /// Users with a slice but not in the config: the default group's limits.
+    fn unlisted(&self, slices: &[SliceStats]) -> Vec<UserLimits> {
+        let mut seen = HashSet::new();
+        slices
+            .iter()
+            .filter(|s| !self.known.contains(&s.user) && seen.insert(s.user.as_str()))
+            .filter_map(|s| {
+                let r = self.config.resolve(&s.user);
+                r.aggregate.map(|agg| UserLimits {
+                    user: r.slice_user,
+                    group: r.group,
+                    agg,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Read the slices on a few threads (the time is all in open/read/close of some
+/// ten kernel files per slice); results in walk order, and how many failed.
+fn read_all(list: &[UserSlice]) -> (Vec<SliceStats>, usize) {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8)
+        .min(list.len().div_ceil(64).max(1));
+    let chunk = list.len().div_ceil(threads).max(1);
+    let read = |part: &[UserSlice]| -> Vec<Option<SliceStats>> {
+        part.iter().map(|s| read_slice_usage(s).ok()).collect()
+    };
+    let parts: Vec<Vec<Option<SliceStats>>> = if threads == 1 {
+        vec![read(list)]
+    } else {
+        std::thread::scope(|sc| {
+            let handles: Vec<_> = list
+                .chunks(chunk)
+                .map(|p| (p.len(), sc.spawn(move || read(p))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|(n, h)| h.join().unwrap_or_else(|_| (0..n).map(|_| None).collect()))
+                .collect()
+        })
+    };
+    let mut out = Vec::with_capacity(list.len());
+    let mut errors = 0;
+    for (st, s) in parts.into_iter().flatten().zip(list) {
+        match st {
+            Some(st) => out.push(st),
+            // A slice that went away mid-scrape is not an error.
+            None if !s.dir.path.is_dir() => {}
+            None => errors += 1,
+        }
+    }
+    (out, errors)
 }
 
 /// Read every slice under `root` now and render the metrics page.
-pub fn render(root: &Path, cfg: Option<&Config>, state: MonitorState, openmetrics: bool) -> String {
+pub fn render(
+    root: &Path,
+    files: &Arc<OpenFiles>,
+    limits: Option<Arc<Limits>>,
+    state: MonitorState,
+    openmetrics: bool,
+) -> String {
     let start = Instant::now();
-    let mut slices = Vec::new();
-    let mut read_errors = 0;
-    match walk(root) {
-        Ok(w) => {
-            for s in &w.slices {
-                match read_slice(s) {
-                    Ok(st) => slices.push(st),
-                    // A slice that went away mid-scrape is not an error.
-                    Err(_) if !s.dir.path.is_dir() => {}
-                    Err(_) => read_errors += 1,
+    let (slices, read_errors) = match walk(root) {
+        Ok(mut w) => {
+            // Keep the files of the slices there are; read through them.
+            let dirs: HashSet<PathBuf> = w
+                .slices
+                .iter()
+                .flat_map(|s| {
+                    [
+                        Some(s.dir.path.clone()),
+                        s.dir.v1_memory.clone(),
+                        s.dir.v1_pids.clone(),
+                    ]
+                })
+                .flatten()
+                .collect();
+            files.retain_dirs(|d| dirs.contains(d));
+            if OpenFiles::worth_it(root) {
+                for s in &mut w.slices {
+                    s.dir.open_files = cgroup::Shared(Some(Arc::clone(files)));
                 }
             }
+            read_all(&w.slices)
         }
-        Err(_) => read_errors += 1,
-    }
-    let limits = cfg.map(|c| limits(c, &slices)).unwrap_or_default();
+        Err(_) => (Vec::new(), 1),
+    };
+    let unlisted = limits
+        .as_ref()
+        .map(|l| l.unlisted(&slices))
+        .unwrap_or_default();
     let scrape = Scrape {
         slices,
         limits,
+        unlisted,
         read_errors,
         duration_s: start.elapsed().as_secs_f64(),
+        open_files: files.len(),
         triggers: state.pressure_triggers,
     };
     let mut reg = Registry::default();
@@ -316,9 +410,11 @@ impl Collector for Scrape {
             each(&|s| value(s.pids_max).map(|v| v as f64)),
         )?;
 
-        let lim = &self.limits;
+        let configured = self.limits.as_ref().map_or(&[][..], |l| &l.configured[..]);
         let each_limit = |f: &dyn Fn(&Aggregate) -> Option<f64>| -> Vec<(Labels<'_>, f64)> {
-            lim.iter()
+            configured
+                .iter()
+                .chain(&self.unlisted)
                 .filter_map(|u| {
                     f(&u.agg).map(|v| {
                         (
@@ -371,6 +467,12 @@ impl Collector for Scrape {
             "ds01_monitor_user_slices",
             "User slices read in this scrape",
             self.slices.len() as f64,
+        )?;
+        single(
+            &mut enc,
+            "ds01_monitor_open_files",
+            "Kernel files kept open between scrapes (about 4 KiB of kernel memory each)",
+            self.open_files as f64,
         )?;
         single(
             &mut enc,

@@ -149,29 +149,49 @@ struct Watches {
     fd: rustix::fd::OwnedFd,
     by_wd: HashMap<i32, UserSlice>,
     by_path: HashMap<PathBuf, i32>,
+    /// Slices with no OOM file to watch (a hybrid host's slice without a v1
+    /// memory cgroup), and the rescan count at which to try again.
+    unwatchable: HashMap<PathBuf, u64>,
+    scans: u64,
 }
+
+/// A slice without an OOM file is tried again every this many rescans.
+const UNWATCHABLE_RETRY: u64 = 15;
 
 impl Watches {
     /// Follow the slices now in the tree: watch new ones, forget vanished ones.
     /// Returns the slices now in the tree.
     fn rescan(&mut self, root: &Path) -> Result<Vec<UserSlice>, String> {
         let w = walk(root).map_err(|e| e.to_string())?;
+        self.scans += 1;
         let mut seen = std::collections::HashSet::new();
         for s in &w.slices {
             let file = s.dir.oom_file();
             seen.insert(file.clone());
-            if self.by_path.contains_key(&file) {
+            if self.by_path.contains_key(&file)
+                || self
+                    .unwatchable
+                    .get(&file)
+                    .is_some_and(|at| *at > self.scans)
+            {
                 continue;
             }
             match inotify::add_watch(&self.fd, &file, inotify::WatchFlags::MODIFY) {
                 Ok(wd) => {
+                    self.unwatchable.remove(&file);
                     self.by_path.insert(file, wd);
                     self.by_wd.insert(wd, s.clone());
+                }
+                // No such file in a slice that is there: nothing to watch for now.
+                Err(_) if s.dir.path.is_dir() => {
+                    self.unwatchable
+                        .insert(file, self.scans + UNWATCHABLE_RETRY);
                 }
                 // The slice went away between the walk and the watch.
                 Err(_) => continue,
             }
         }
+        self.unwatchable.retain(|p, _| seen.contains(p));
         let gone: Vec<PathBuf> = self
             .by_path
             .keys()
@@ -252,6 +272,21 @@ fn alerts_after(opts: &MonitorOpts, stats: &[SliceStats], rep: &PassReport, now:
     }
 }
 
+/// Raise the soft open-files limit to the hard one: the monitor keeps three PSI
+/// trigger fds per slice, and `/metrics` keeps the files it reads open (ten per
+/// slice); 1,000 users need ~13,000 where the soft default is 1,024 (systemd's hard
+/// default is 524,288). Without it, reads fall back to opening files each time.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        lim.current = lim.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, lim) {
+            eprintln!("note: cannot raise the open-files limit: {e}");
+        }
+    }
+}
+
 /// The config as the monitor sees it: reloaded every pass and on SIGHUP; a config
 /// with errors keeps the last good one in force (said once per distinct error).
 struct ConfigWatch {
@@ -318,6 +353,7 @@ const INOTIFY_TOKEN: u64 = 0;
 
 /// Run until SIGTERM/SIGINT (or `stop_requested`).
 pub fn run(opts: &MonitorOpts) -> Result<(), String> {
+    raise_fd_limit();
     let root = opts.paths.cgroup_root.clone();
     let mut config = ConfigWatch {
         path: opts.config.clone(),
@@ -348,6 +384,8 @@ pub fn run(opts: &MonitorOpts) -> Result<(), String> {
         fd,
         by_wd: HashMap::new(),
         by_path: HashMap::new(),
+        unwatchable: HashMap::new(),
+        scans: 0,
     };
     let mut triggers = psi::Triggers::new(config.pressure(), INOTIFY_TOKEN + 1);
     let sync = |w: &mut Watches, triggers: &mut psi::Triggers| match w.rescan(&root) {

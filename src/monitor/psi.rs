@@ -36,6 +36,8 @@ struct Armed {
 #[derive(Debug)]
 enum ArmError {
     Gone,
+    /// Out of file descriptors: this slice is tried again at the next rescan.
+    Later(String),
     Fatal(String),
 }
 
@@ -55,6 +57,12 @@ fn arm(
     ) {
         Ok(fd) => fd,
         Err(Errno::NOENT) if !dir.exists() => return Err(ArmError::Gone),
+        Err(e @ (Errno::MFILE | Errno::NFILE)) => {
+            return Err(ArmError::Later(format!(
+                "cannot open {}: {e} (raise LimitNOFILE=)",
+                path.display()
+            )));
+        }
         Err(Errno::NOENT) => {
             return Err(ArmError::Fatal(format!(
                 "{} does not exist: this kernel has no PSI (CONFIG_PSI)",
@@ -110,6 +118,8 @@ pub struct Triggers {
     last_event: HashMap<(String, &'static str), Instant>,
     /// Set when arming failed for a reason retrying will not fix.
     off: Option<String>,
+    /// Running out of file descriptors was reported.
+    short_of_fds: bool,
 }
 
 impl Triggers {
@@ -122,6 +132,7 @@ impl Triggers {
             next_token: first_token,
             last_event: HashMap::new(),
             off,
+            short_of_fds: false,
         }
     }
 
@@ -197,6 +208,18 @@ impl Triggers {
                         );
                     }
                     Err(ArmError::Gone) => break,
+                    Err(ArmError::Later(msg)) => {
+                        for t in tokens {
+                            self.forget(ep, t);
+                        }
+                        if !self.short_of_fds {
+                            self.short_of_fds = true;
+                            return Some(format!(
+                                "{msg}; slices left without triggers are retried at each rescan"
+                            ));
+                        }
+                        return None;
+                    }
                     Err(ArmError::Fatal(msg)) => {
                         for t in tokens {
                             self.forget(ep, t);
