@@ -2,9 +2,12 @@
 //! pass as `ds01 collect`; between passes it watches every user slice's
 //! `memory.events` with inotify (the kernel raises IN_MODIFY when the file changes)
 //! and logs an OOM kill as soon as it happens, through the same locked OOM state as
-//! `ds01 collect`, so the two never log a kill twice. Slices that appear or go away
-//! are picked up by a cheap rescan every `rescan` period. It writes the users'
-//! alerts files (read by the greeting) after each pass and on each OOM kill.
+//! `ds01 collect`, so the two never log a kill twice, and it arms PSI triggers on
+//! every slice (`psi`), logging `resource.pressure` when one fires. Both wait in one
+//! epoll set. Slices that appear or go away are picked up by a cheap rescan every
+//! `rescan` period. It writes the users' alerts files (read by the greeting) after
+//! each pass and on each OOM kill, and with `--listen` serves `/metrics` and
+//! `/healthz` from a thread of its own (`http`, `metrics`).
 
 pub mod http;
 pub mod metrics;
@@ -49,8 +52,8 @@ extern "C" fn on_hup(_: libc::c_int) {
     HUP.store(true, Ordering::SeqCst);
 }
 
-/// SIGTERM/SIGINT stop the loop cleanly; SIGHUP is acknowledged (every log write
-/// opens its file anew, so logrotate needs nothing more).
+/// SIGTERM/SIGINT stop the loop cleanly; SIGHUP re-reads the config (every log
+/// write opens its file anew, so logrotate needs nothing more).
 pub fn install_signal_handlers() {
     // SAFETY: the handlers only store to atomics, which is async-signal-safe.
     unsafe {
