@@ -90,11 +90,17 @@ pub fn systemd_verify(dir: &Path, units: &[PathBuf]) -> Option<(bool, String)> {
     Some((out.status.success(), said))
 }
 
-/// Remove a real cgroup directory and its (empty) parent, retrying for a few
-/// seconds: the kernel keeps a cgroup busy a little after its last process died.
+/// Remove a real cgroup directory and its (empty) parent: kill what still runs in
+/// it (a test's shell may have left a child, like a `sleep`), then retry for a few
+/// seconds — the kernel keeps a cgroup busy a little after its last process died.
 pub fn remove_cgroup(dir: &Path) {
     let start = std::time::Instant::now();
     while dir.exists() && std::fs::remove_dir(dir).is_err() {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            // SAFETY: signalling a process the test itself put in its own cgroup.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
         if start.elapsed() > std::time::Duration::from_secs(5) {
             eprintln!("note: could not remove {}", dir.display());
             return;
