@@ -91,8 +91,22 @@ impl Eq for Shared {}
 /// component, which showed in profiles).
 type FileMap = HashMap<std::ffi::OsString, Option<Arc<OwnedFd>>, foldhash::fast::RandomState>;
 
-/// `CGROUP2_SUPER_MAGIC` and `CGROUP_SUPER_MAGIC` (v1).
-const CGROUP_MAGICS: [i64; 2] = [0x6367_7270, 0x0027_e0eb];
+/// `statfs` `f_type` of cgroup v2 (`CGROUP2_SUPER_MAGIC`).
+pub const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+/// `statfs` `f_type` of a cgroup v1 hierarchy (`CGROUP_SUPER_MAGIC`).
+const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
+
+/// The file system type (`f_type`) of a `statfs` answer.
+pub fn fs_magic(st: &rustix::fs::StatFs) -> i64 {
+    // f_type's integer type differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    let t = st.f_type as i64;
+    t
+}
+
+fn is_cgroupfs(st: &rustix::fs::StatFs) -> bool {
+    matches!(fs_magic(st), CGROUP2_SUPER_MAGIC | CGROUP_SUPER_MAGIC)
+}
 
 /// Kernel files kept open between reads, for a daemon that reads the same files
 /// again and again (the monitor's `/metrics`): a read is then one `pread` at offset
@@ -144,8 +158,7 @@ impl OpenFiles {
 
     /// Is `dir` on cgroupfs — worth keeping its files open?
     pub fn worth_it(dir: &Path) -> bool {
-        #[allow(clippy::unnecessary_cast)] // f_type's type differs by arch
-        rustix::fs::statfs(dir).is_ok_and(|st| CGROUP_MAGICS.contains(&(st.f_type as i64)))
+        rustix::fs::statfs(dir).is_ok_and(|st| is_cgroupfs(&st))
     }
 
     /// Close the files of directories `keep` says no to (slices gone).
@@ -175,9 +188,7 @@ impl OpenFiles {
                     Err(Errno::MFILE | Errno::NFILE) => return read_opt(path),
                     Err(e) => return absent_or_error(path, e),
                 };
-                #[allow(clippy::unnecessary_cast)] // f_type's type differs by arch
-                let keep = rustix::fs::fstatfs(&fd)
-                    .is_ok_and(|st| CGROUP_MAGICS.contains(&(st.f_type as i64)));
+                let keep = rustix::fs::fstatfs(&fd).is_ok_and(|st| is_cgroupfs(&st));
                 let entry = keep.then(|| Arc::new(fd));
                 if let Ok(mut m) = self.fds.lock() {
                     let before = m.insert(path.as_os_str().to_os_string(), entry.clone());

@@ -4,7 +4,7 @@
 //! scraper makes one request every few seconds, so nothing more is needed — and no
 //! async runtime in a binary that is also the login greeting.
 
-use super::metrics::{self, MonitorState};
+use super::metrics;
 use crate::config::Config;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -188,14 +188,11 @@ fn handle(mut stream: TcpStream, shared: &Shared) {
         "/metrics" => {
             let openmetrics = req.accept.contains("application/openmetrics-text");
             let limits = shared.limits.lock().ok().and_then(|c| c.clone());
-            let state = MonitorState {
-                pressure_triggers: Some(shared.pressure_triggers.load(Ordering::SeqCst)),
-            };
             let body = metrics::render(
                 &shared.cgroup_root,
                 &shared.open_files,
                 limits,
-                state,
+                shared.pressure_triggers.load(Ordering::SeqCst),
                 openmetrics,
             );
             let ty = if openmetrics {

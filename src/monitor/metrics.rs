@@ -40,14 +40,7 @@ struct Scrape {
     read_errors: usize,
     duration_s: f64,
     open_files: usize,
-    triggers: Option<usize>,
-}
-
-/// The monitor's own state shown on `/metrics`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MonitorState {
-    /// Armed PSI triggers; `None` when the monitor is not the one serving.
-    pub pressure_triggers: Option<usize>,
+    triggers: usize,
 }
 
 /// The configured aggregate limits of every configured user, resolved once per
@@ -149,7 +142,7 @@ pub fn render(
     root: &Path,
     files: &Arc<OpenFiles>,
     limits: Option<Arc<Limits>>,
-    state: MonitorState,
+    pressure_triggers: usize,
     openmetrics: bool,
 ) -> String {
     let start = Instant::now();
@@ -189,7 +182,7 @@ pub fn render(
         read_errors,
         duration_s: start.elapsed().as_secs_f64(),
         open_files: files.len(),
-        triggers: state.pressure_triggers,
+        triggers: pressure_triggers,
     };
     let mut reg = Registry::default();
     reg.register_collector(Box::new(scrape));
@@ -480,14 +473,12 @@ impl Collector for Scrape {
             "User slices (or the tree) that could not be read in this scrape",
             self.read_errors as f64,
         )?;
-        if let Some(n) = self.triggers {
-            single(
-                &mut enc,
-                "ds01_monitor_pressure_triggers",
-                "PSI triggers armed by the monitor (0 when PSI or the permission to arm them is missing)",
-                n as f64,
-            )?;
-        }
+        single(
+            &mut enc,
+            "ds01_monitor_pressure_triggers",
+            "PSI triggers armed by the monitor (0 when PSI or the permission to arm them is missing)",
+            self.triggers as f64,
+        )?;
         Ok(())
     }
 }

@@ -430,8 +430,11 @@ pub fn run(opts: &MonitorOpts) -> Result<(), String> {
         if reload {
             config.reload();
             shared.set_config(config.current.clone());
-            triggers.reconfigure(&ep, &config.pressure());
-            sync(&mut w, &mut triggers);
+            // New pressure settings are armed at once; otherwise the rescan below
+            // (every `rescan`) is enough — a pass walks the tree itself.
+            if triggers.reconfigure(&ep, &config.pressure()) {
+                sync(&mut w, &mut triggers);
+            }
         }
         if now >= next_pass {
             let ts = jiff::Timestamp::now();

@@ -8,7 +8,7 @@
 //! 2-second averaging work instead of a real-time `psimon` thread per cgroup — the
 //! shipped unit keeps that capability out on purpose, and the default window is 2 s.
 
-use crate::cgroup::UserSlice;
+use crate::cgroup::{self, UserSlice};
 use crate::config::PressureConfig;
 use crate::events::Event;
 use rustix::event::epoll;
@@ -18,10 +18,6 @@ use rustix::io::Errno;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// `CGROUP2_SUPER_MAGIC`: a trigger is only written to a real cgroup2 file (a
-/// fixture tree's regular file would just be overwritten).
-const CGROUP2_MAGIC: i64 = 0x6367_7270;
 
 struct Armed {
     fd: OwnedFd,
@@ -76,10 +72,10 @@ fn arm(
             )));
         }
     };
-    // f_type's integer type differs between architectures.
-    #[allow(clippy::unnecessary_cast)]
+    // A trigger is only written to a real cgroup2 file: a fixture tree's regular
+    // file would just be overwritten.
     match rustix::fs::fstatfs(&fd) {
-        Ok(st) if st.f_type as i64 == CGROUP2_MAGIC => {}
+        Ok(st) if cgroup::fs_magic(&st) == cgroup::CGROUP2_SUPER_MAGIC => {}
         Ok(_) => {
             return Err(ArmError::Fatal(format!(
                 "{} is not on a cgroup2 file system (a fixture tree?)",
@@ -108,6 +104,11 @@ fn arm(
     }
 }
 
+/// Why a config arms no triggers at all.
+fn off_for(cfg: &PressureConfig) -> Option<String> {
+    (!cfg.enabled).then(|| "monitoring.pressure.enabled is false".to_string())
+}
+
 /// The armed triggers of every watched slice, registered in the monitor's epoll set
 /// under tokens from `first_token` up.
 pub struct Triggers {
@@ -124,7 +125,7 @@ pub struct Triggers {
 
 impl Triggers {
     pub fn new(cfg: PressureConfig, first_token: u64) -> Triggers {
-        let off = (!cfg.enabled).then(|| "monitoring.pressure.enabled is false".to_string());
+        let off = off_for(&cfg);
         Triggers {
             cfg,
             armed: HashMap::new(),
@@ -146,17 +147,16 @@ impl Triggers {
         self.off.as_deref()
     }
 
-    /// A different `monitoring.pressure` (config reloaded): re-arm everything.
-    pub fn reconfigure(&mut self, ep: &OwnedFd, cfg: &PressureConfig) {
+    /// A different `monitoring.pressure` (config reloaded): drop every trigger, to
+    /// be re-armed by the next `sync`. Returns whether it was different.
+    pub fn reconfigure(&mut self, ep: &OwnedFd, cfg: &PressureConfig) -> bool {
         if *cfg == self.cfg {
-            return;
+            return false;
         }
-        let slices: Vec<PathBuf> = self.by_slice.keys().cloned().collect();
-        for p in slices {
-            self.drop_slice(ep, &p);
-        }
+        self.drop_all(ep);
         self.cfg = cfg.clone();
-        self.off = (!cfg.enabled).then(|| "monitoring.pressure.enabled is false".to_string());
+        self.off = off_for(cfg);
+        true
     }
 
     /// Arm triggers on slices not yet armed; drop those of slices gone. Returns a
@@ -234,12 +234,16 @@ impl Triggers {
     }
 
     fn turn_off(&mut self, ep: &OwnedFd, msg: String) -> Option<String> {
+        self.drop_all(ep);
+        self.off = Some(msg.clone());
+        Some(msg)
+    }
+
+    fn drop_all(&mut self, ep: &OwnedFd) {
         let slices: Vec<PathBuf> = self.by_slice.keys().cloned().collect();
         for p in slices {
             self.drop_slice(ep, &p);
         }
-        self.off = Some(msg.clone());
-        Some(msg)
     }
 
     fn forget(&mut self, ep: &OwnedFd, token: u64) {
