@@ -29,7 +29,7 @@ mkdir -p "$TMP"
 t0=$(date +%s)
 log "debootstrap bookworm from $MIRROR (about 2 minutes)"
 debootstrap --variant=minbase \
-    --include=systemd,systemd-sysv,udev,dbus,kmod,iproute2,procps,linux-image-amd64,docker.io,apparmor,ca-certificates,passwd,login,util-linux \
+    --include=systemd,systemd-sysv,udev,dbus,kmod,iproute2,procps,linux-image-amd64,docker.io,docker-compose,python3-docker,apparmor,ca-certificates,passwd,login,util-linux \
     bookworm "$R" "$MIRROR" >"$TMP/debootstrap.log" 2>&1 || {
     tail -20 "$TMP/debootstrap.log" >&2
     exit 1
@@ -53,11 +53,13 @@ cat >"$R/etc/docker/daemon.json" <<'JSON'
   "log-driver": "json-file"
 }
 JSON
-# The scenario's people: alice (student), h.baker (student, a '.' in the name),
-# boss (admin, in ds01-admin). alice and h.baker may use docker.
+# The scenario's people: alice and bob (students), h.baker (student, a '.' in the
+# name), boss (admin, in ds01-admin). All may use docker. docker-compose and the
+# Python SDK (python3-docker) are the proxy scenario's non-wrapper clients.
 chroot "$R" groupadd -f ds01-admin
 chroot "$R" useradd -m -s /bin/bash -G docker alice
 chroot "$R" useradd -m -s /bin/bash -G docker h.baker
+chroot "$R" useradd -m -s /bin/bash -G docker bob
 chroot "$R" useradd -m -s /bin/bash -G docker,ds01-admin boss
 # The scenario runs as a oneshot unit once the system is up, then powers off.
 cat >"$R/etc/systemd/system/ds01-scenario.service" <<'UNIT'

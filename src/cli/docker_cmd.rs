@@ -1,9 +1,10 @@
 //! `ds01 docker ARGS…` — also what runs when the binary is invoked as `docker`.
 
-use crate::config::Resolved;
-use crate::docker::args::{self, Command as DockerCommand, RunArgs};
+use crate::docker::args::{self, Command as DockerCommand};
 use crate::docker::engine::Engine;
-use crate::docker::{Decider, Decision, Usage, gpu, identity, is_admin};
+use crate::docker::{
+    CreateRequest, Decider, Decision, Verdict, gpu, identity, inject_event, is_admin, usage,
+};
 use crate::events::{Event, EventLog};
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -41,7 +42,7 @@ fn fail_open(events: &EventLog, real: &Path, argv: &[String], user: &str, why: &
         events,
         &Event::new("docker.fail_open")
             .user(user)
-            .source("docker-wrapper")
+            .source(SOURCE)
             .detail("reason", why),
     );
     exec(real, argv)
@@ -74,7 +75,12 @@ pub fn run(argv: Vec<OsString>, config_flag: Option<&Path>) -> i32 {
     let events = EventLog::from_env_or(None);
     let me = match identity::current() {
         Ok(i) => i,
-        Err(e) => return fail_open(&events, &real, &argv, "unknown", &e),
+        Err(e) => {
+            if run_args.has("cgroup-parent") {
+                return refuse_unchecked_cgroup_parent(&e);
+            }
+            return fail_open(&events, &real, &argv, "unknown", &e);
+        }
     };
     let cfg_path = crate::paths::config_path(config_flag);
     let loaded = crate::config::load(&cfg_path);
@@ -85,13 +91,13 @@ pub fn run(argv: Vec<OsString>, config_flag: Option<&Path>) -> i32 {
                 .diagnostics
                 .first_error()
                 .map_or_else(|| "unknown error".to_string(), |d| d.to_string());
-            return fail_open(
-                &events,
-                &real,
-                &argv,
-                &me.name,
-                &format!("cannot use the config ({first})"),
-            );
+            let why = format!("cannot use the config ({first})");
+            // Never "no enforcement" for the cgroup parent: without a config only
+            // admins (by Unix group) may choose one.
+            if run_args.has("cgroup-parent") && !is_admin(None, me.uid, &me.name, &me.groups) {
+                return refuse_unchecked_cgroup_parent(&why);
+            }
+            return fail_open(&events, &real, &argv, &me.name, &why);
         }
     };
     let user = cfg.resolve(&me.name);
@@ -113,7 +119,25 @@ pub fn run(argv: Vec<OsString>, config_flag: Option<&Path>) -> i32 {
     let usage = if admin {
         None
     } else {
-        Some(usage_of(&user, &events, wants_gpus.then_some(&inv)))
+        let (usage, err) = usage::usage_of(
+            &user,
+            &Engine::from_env(),
+            &usage::cgroup_root(),
+            wants_gpus.then_some(&inv),
+        );
+        if let Some(e) = err {
+            eprintln!(
+                "ds01: warning: {e}; container and GPU quotas are not checked for this container"
+            );
+            log(
+                &events,
+                &Event::new("docker.fail_open")
+                    .user(&user.slice_user)
+                    .source(SOURCE)
+                    .detail("reason", e.to_string()),
+            );
+        }
+        Some(usage)
     };
     let decider = Decider {
         user: &user,
@@ -123,95 +147,41 @@ pub fn run(argv: Vec<OsString>, config_flag: Option<&Path>) -> i32 {
     match decider.decide(&run_args, usage.as_ref()) {
         Decision::Refuse(refusal) => {
             eprint!("{}", refusal.message());
-            log(&events, &refusal.event(&user, &run_args));
+            log(
+                &events,
+                &refusal.event(
+                    &user,
+                    SOURCE,
+                    run_args.image().unwrap_or(""),
+                    run_args.value("name"),
+                ),
+            );
             1
         }
         Decision::Allow {
             argv: new,
             warnings,
-            added,
+            added: _,
         } => {
             for w in &warnings {
                 eprintln!("ds01: warning: {w}");
             }
-            log(&events, &inject_event(&user, &run_args, &added, admin));
+            // The event is built from the same request and changes the proxy logs.
+            if let Ok(req) = CreateRequest::from_run_args(&run_args)
+                && let Verdict::Allow { changes, .. } = decider.judge(&req, None)
+            {
+                log(&events, &inject_event(&user, SOURCE, &req, &changes, admin));
+            }
             exec(&real, &new)
         }
     }
 }
 
-fn inject_event(user: &Resolved, r: &RunArgs, added: &[String], admin: bool) -> Event {
-    let mut ev = Event::new("docker.cgroup_inject")
-        .user(&user.slice_user)
-        .source("docker-wrapper")
-        .detail("group", user.group.as_str())
-        .detail(
-            "slice",
-            r.value("cgroup-parent")
-                .map_or_else(|| user.slice(), str::to_string),
-        )
-        .detail("image", r.image().unwrap_or(""))
-        .detail("verb", r.verb.as_str())
-        .detail("added", added.join(" "));
-    if let Some(name) = r.value("name") {
-        ev = ev.detail("container", name);
-    }
-    if admin {
-        ev = ev.detail("admin", true);
-    }
-    ev
-}
+const SOURCE: &str = "docker-wrapper";
 
-/// What the user has now: the slice from cgroupfs, the containers from the Engine
-/// API (fail-open, loudly, when it cannot be read); with `gpus`, each container's
-/// GPU use from its device requests.
-fn usage_of(user: &Resolved, events: &EventLog, gpus: Option<&gpu::Inventory>) -> Usage {
-    let root = std::env::var_os("DS01_CGROUP_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(crate::paths::cgroup_root);
-    let dir = crate::cgroup::CgroupDir::new(user.cgroup_path(&root));
-    let mut usage = Usage {
-        memory_bytes: dir.memory_current().ok().flatten().unwrap_or(0),
-        tasks: dir.pids_current().ok().flatten().unwrap_or(0),
-        containers: None,
-    };
-    let engine = Engine::from_env();
-    match engine.user_containers(&user.slice_user) {
-        Ok(list) => {
-            let mut out = Vec::new();
-            for c in list {
-                let id = c
-                    .get("Id")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("")
-                    .to_string();
-                let name = c.pointer("/Names/0").and_then(|v| v.as_str()).map_or_else(
-                    || id.chars().take(12).collect(),
-                    |n| n.trim_start_matches('/').to_string(),
-                );
-                let held = match gpus {
-                    Some(inv) => engine
-                        .inspect(&id)
-                        .map(|i| gpu::container_gpus(&i, inv))
-                        .unwrap_or(gpu::GpuUse::NONE),
-                    None => gpu::GpuUse::NONE,
-                };
-                out.push((name, held));
-            }
-            usage.containers = Some(out);
-        }
-        Err(e) => {
-            eprintln!(
-                "ds01: warning: {e}; container and GPU quotas are not checked for this container"
-            );
-            log(
-                events,
-                &Event::new("docker.fail_open")
-                    .user(&user.slice_user)
-                    .source("docker-wrapper")
-                    .detail("reason", e.to_string()),
-            );
-        }
-    }
-    usage
+fn refuse_unchecked_cgroup_parent(why: &str) -> i32 {
+    eprintln!(
+        "ds01: {why}; --cgroup-parent is refused while ds01 cannot check who you are (ask an admin)"
+    );
+    1
 }

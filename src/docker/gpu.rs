@@ -179,19 +179,46 @@ impl GpuUse {
     }
 }
 
+/// A `--gpus` value, as the docker CLI turns it into a `DeviceRequest`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpusRequest {
+    /// `-1` = all.
+    pub count: Option<i64>,
+    pub ids: Vec<String>,
+}
+
+impl GpusRequest {
+    /// The `HostConfig.DeviceRequests` entry the docker CLI sends for it.
+    pub fn to_device_request(&self) -> Value {
+        serde_json::json!({
+            "Driver": "",
+            "Count": if self.ids.is_empty() { self.count.unwrap_or(0) } else { 0 },
+            "DeviceIDs": if self.ids.is_empty() { Value::Null } else { serde_json::json!(self.ids) },
+            "Capabilities": [["gpu"]],
+            "Options": {}
+        })
+    }
+}
+
 /// Parse Docker's `--gpus` value: `all`, `2`, `device=0,2`, `"device=0,2"`,
 /// `count=2`, `capabilities=compute,utility,device=1`, `driver=nvidia,count=all`.
-pub fn parse_gpus_flag(v: &str, inv: &Inventory) -> Result<GpuUse, String> {
+pub fn parse_gpus_request(v: &str) -> Result<GpusRequest, String> {
     let v = v.trim().trim_matches('"').trim_matches('\'');
     let bad = || {
         format!("--gpus {v:?} is not a GPU request (e.g. --gpus 1, --gpus all, --gpus device=0,1)")
     };
     if v == "all" {
-        return Ok(GpuUse::from_parts(Some(-1), &[], inv));
+        return Ok(GpusRequest {
+            count: Some(-1),
+            ids: Vec::new(),
+        });
     }
     if let Ok(n) = v.parse::<i64>() {
         return if n >= 0 {
-            Ok(GpuUse::from_parts(Some(n), &[], inv))
+            Ok(GpusRequest {
+                count: Some(n),
+                ids: Vec::new(),
+            })
         } else {
             Err(bad())
         };
@@ -226,7 +253,13 @@ pub fn parse_gpus_flag(v: &str, inv: &Inventory) -> Result<GpuUse, String> {
     if count.is_none() && ids.is_empty() {
         count = Some(-1);
     }
-    Ok(GpuUse::from_parts(count, &ids, inv))
+    Ok(GpusRequest { count, ids })
+}
+
+/// The GPU use of a `--gpus` value.
+pub fn parse_gpus_flag(v: &str, inv: &Inventory) -> Result<GpuUse, String> {
+    let r = parse_gpus_request(v)?;
+    Ok(GpuUse::from_parts(r.count, &r.ids, inv))
 }
 
 /// GPU use of an existing container from `HostConfig.DeviceRequests`.

@@ -7,14 +7,17 @@
 //! rewritten argv, or refuse with a box and exit 1.
 
 pub mod args;
+pub mod create;
 pub mod engine;
 pub mod gpu;
 pub mod identity;
+pub mod usage;
 
 use crate::config::{Config, Resolved};
 use crate::events::Event;
-use crate::units::{Limit, format_human_bytes, format_number, parse_docker_size};
+use crate::units::{Limit, format_human_bytes, format_number};
 use args::RunArgs;
+pub use create::{Change, Client, CreateRequest};
 use gpu::GpuUse;
 
 pub const ADMIN_UNIX_GROUP: &str = "ds01-admin";
@@ -39,6 +42,7 @@ pub enum Quota {
     Containers,
     PerContainer,
     CgroupParent,
+    ReservedLabel,
 }
 
 impl Quota {
@@ -49,6 +53,7 @@ impl Quota {
             Quota::Containers => "quota.containers_exceeded",
             Quota::PerContainer => "quota.container_limit_exceeded",
             Quota::CgroupParent => "quota.cgroup_parent_refused",
+            Quota::ReservedLabel => "quota.reserved_label_refused",
         }
     }
 }
@@ -62,6 +67,8 @@ pub struct Refusal {
     pub hint: String,
 }
 
+/// The wrapper's answer for an argv: run the real docker with these arguments, or
+/// refuse.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// Run the real docker with these arguments (program name excluded).
@@ -74,18 +81,35 @@ pub enum Decision {
     Refuse(Refusal),
 }
 
-/// The container type label: devcontainer / compose / docker.
-pub fn container_type(r: &RunArgs) -> &'static str {
-    let has_prefix = |p: &str| {
-        r.values("label")
-            .any(|l| l.split('=').next().is_some_and(|k| k.starts_with(p)))
-    };
+/// The decision on a create request, for both front ends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Allowed with these changes (the wrapper renders them as flags, the proxy
+    /// writes them into the body).
+    Allow {
+        changes: Vec<Change>,
+        warnings: Vec<String>,
+    },
+    Refuse(Refusal),
+}
+
+/// Labels ds01 owns: set on every container it places, never chosen by a non-admin.
+pub const LABEL_USER: &str = "ds01.user";
+pub const LABEL_MANAGED: &str = "ds01.managed";
+pub const LABEL_TYPE: &str = "ds01.container_type";
+
+/// The container type label: devcontainer / compose from the clients' own labels,
+/// else docker (the CLI) or api (SDKs and other API clients).
+pub fn container_type(req: &CreateRequest) -> &'static str {
+    let has_prefix = |p: &str| req.labels().any(|(k, _)| k.starts_with(p));
     if has_prefix("devcontainer.") {
         "devcontainer"
     } else if has_prefix("com.docker.compose.") {
         "compose"
-    } else {
+    } else if req.client == Client::Cli {
         "docker"
+    } else {
+        "api"
     }
 }
 
@@ -97,130 +121,124 @@ pub struct Decider<'a> {
 }
 
 impl Decider<'_> {
+    /// The wrapper's decision on `docker run|create` arguments: the argv becomes the
+    /// create request the CLI would send, [`Decider::judge`] decides, and the changes
+    /// come back as flags inserted before the image.
     pub fn decide(&self, r: &RunArgs, usage: Option<&Usage>) -> Decision {
+        let req = match CreateRequest::from_run_args(r) {
+            Ok(req) => req,
+            Err(e) => {
+                return Decision::Refuse(Refusal {
+                    quota: Quota::PerContainer,
+                    asked: e,
+                    in_use: "-".into(),
+                    limit: "ds01 must understand every limit a container asks for".into(),
+                    hint: "fix the value (docker run --help)\nds01 limits           (your limits)"
+                        .into(),
+                });
+            }
+        };
+        match self.judge(&req, usage) {
+            Verdict::Refuse(rf) => Decision::Refuse(rf),
+            Verdict::Allow { changes, warnings } => {
+                let added: Vec<String> = changes.iter().flat_map(Change::flags).collect();
+                Decision::Allow {
+                    argv: r.with_flags(&added),
+                    warnings,
+                    added,
+                }
+            }
+        }
+    }
+
+    /// The one decision on a container create, for the wrapper and the proxy:
+    /// placement (cgroup parent, owner labels), per-container defaults, per-container
+    /// maxima and the user's aggregate quotas. `usage` = `None`: the aggregate checks
+    /// are skipped (the caller could not read it and has said so).
+    pub fn judge(&self, req: &CreateRequest, usage: Option<&Usage>) -> Verdict {
         let l = &self.user.limits;
         let slice = self.user.slice();
         let mut warnings = Vec::new();
-        let mut added: Vec<String> = Vec::new();
+        let mut changes: Vec<Change> = Vec::new();
 
-        // --cgroup-parent: admins choose their own; nobody else may.
-        if r.has("cgroup-parent") {
-            if !self.admin {
-                return Decision::Refuse(Refusal {
+        // The cgroup parent: admins choose their own; nobody else may.
+        match req.cgroup_parent() {
+            Some(p) if !self.admin => {
+                return Verdict::Refuse(Refusal {
                     quota: Quota::CgroupParent,
-                    asked: format!("--cgroup-parent={}", r.value("cgroup-parent").unwrap_or("")),
+                    asked: format!("--cgroup-parent={p} (HostConfig.CgroupParent)"),
                     in_use: "-".into(),
                     limit: format!("your containers always run in {slice}"),
                     hint: "remove --cgroup-parent; ds01 places the container for you".into(),
                 });
             }
-        } else {
-            added.push(format!("--cgroup-parent={slice}"));
+            Some(_) => {}
+            None => changes.push(Change::CgroupParent(slice.clone())),
         }
-        added.push("--label".into());
-        added.push(format!("ds01.user={}", self.user.slice_user));
-        added.push("--label".into());
-        added.push("ds01.managed=true".into());
-        added.push("--label".into());
-        added.push(format!("ds01.container_type={}", container_type(r)));
-
-        // Per-container defaults where the command gave none (the same set as
+        let kind = container_type(req);
+        let own = [
+            (LABEL_USER, self.user.slice_user.as_str()),
+            (LABEL_MANAGED, "true"),
+            (LABEL_TYPE, kind),
+        ];
+        if !self.admin
+            && let Some((k, v)) = req.labels().find(|(k, v)| {
+                k.starts_with("ds01.") && !own.iter().any(|(ok, ov)| ok == k && ov == v)
+            })
+        {
+            return Verdict::Refuse(Refusal {
+                quota: Quota::ReservedLabel,
+                asked: format!("--label {k}={v}"),
+                in_use: "-".into(),
+                limit: "labels under ds01. are set by ds01 (they say who owns a container)".into(),
+                hint: "remove the label".into(),
+            });
+        }
+        for (k, v) in own {
+            changes.push(Change::Label(k.into(), v.into()));
+        }
+        // Per-container defaults where the request set none (the same set as
         // `ds01 limits --docker-args`).
         for (flag, value) in l.docker_defaults() {
-            if !r.has(flag) {
-                added.push(format!("--{flag}={value}"));
+            if !req.sets_default(flag) {
+                changes.push(Change::Default(flag, value));
             }
         }
-        let argv = r.with_flags(&added);
         if self.admin {
-            return Decision::Allow {
-                argv,
-                warnings,
-                added,
-            };
+            return Verdict::Allow { changes, warnings };
         }
-
-        // Per-container maxima.
-        let cpus: Option<f64> = r.value("cpus").and_then(|v| v.parse().ok());
-        if let (Some(asked), Some(Limit::Value(max))) = (cpus, l.max_cpus)
-            && asked > max
-        {
-            return per_container(
-                format!("--cpus={}", format_number(asked)),
-                format!("{} CPUs per container", format_number(max)),
-            );
+        if let Some(rf) = self.per_container_maxima(req) {
+            return Verdict::Refuse(rf);
         }
-        let mem_req: Option<u64> = match r.value("memory") {
-            Some(v) => match parse_docker_size(v) {
-                Ok(b) => Some(b),
-                Err(e) => {
-                    warnings.push(format!(
-                        "cannot read --memory {v:?} ({e}); Docker will decide"
-                    ));
-                    None
-                }
-            },
-            None => l.memory.and_then(Limit::value),
-        };
-        if let (Some(v), Some(asked), Some(Limit::Value(max))) =
-            (r.value("memory"), mem_req, l.memory)
-            && asked > max
-        {
-            return per_container(
-                format!("--memory={v}"),
-                format!("{} memory per container", format_human_bytes(max)),
-            );
-        }
-        let gpu_req = match r.value("gpus") {
-            Some(v) => match gpu::parse_gpus_flag(v, self.inventory) {
-                Ok(u) => u,
-                Err(e) => {
-                    return Decision::Refuse(Refusal {
-                        quota: Quota::PerContainer,
-                        asked: format!("--gpus {v}"),
-                        in_use: "-".into(),
-                        limit: e,
-                        hint: "ds01 limits   (your GPU limits)".into(),
-                    });
-                }
-            },
-            None => GpuUse::NONE,
-        };
+        let gpu_req = req.gpus(self.inventory);
         if let Some(Limit::Value(max)) = l.max_gpu_slots_per_container
             && gpu_req.devices as u64 > max
         {
-            return per_container(
-                format!(
-                    "--gpus {} ({} GPU devices)",
-                    r.value("gpus").unwrap_or(""),
-                    gpu_req.devices
-                ),
+            return Verdict::Refuse(per_container(
+                format!("{} GPU devices ({})", gpu_req.devices, req.gpus_text()),
                 format!("{max} GPU device(s) per container"),
-            );
+            ));
         }
         if l.allow_full_gpu == Some(false) && gpu_req.full_gpu {
-            return per_container(
-                format!("--gpus {} (a full GPU)", r.value("gpus").unwrap_or("")),
+            return Verdict::Refuse(per_container(
+                format!("a full GPU ({})", req.gpus_text()),
                 "MIG instances only: your group may not use a full GPU".into(),
-            );
+            ));
         }
 
-        // Aggregate quotas (no aggregate = unlimited; no usage = API unreadable,
-        // already warned about by the caller).
+        // Aggregate quotas (no aggregate = unlimited; no usage = unreadable, already
+        // said by the caller).
         let Some(usage) = usage else {
-            return Decision::Allow {
-                argv,
-                warnings,
-                added,
-            };
+            return Verdict::Allow { changes, warnings };
         };
+        let mem_req = req.memory().or(l.memory.and_then(Limit::value));
         let containers = usage.containers.as_deref();
         if let (Some(Limit::Value(max)), Some(containers)) = (l.max_containers_per_user, containers)
         {
             let n = containers.len() as u64;
             if n >= max {
                 let names: Vec<&str> = containers.iter().map(|(n, _)| n.as_str()).collect();
-                return Decision::Refuse(Refusal {
+                return Verdict::Refuse(Refusal {
                     quota: Quota::Containers,
                     asked: "1 more container".into(),
                     in_use: format!("{n} running: {}", names.join(", ")),
@@ -230,13 +248,13 @@ impl Decider<'_> {
             }
         }
         let agg = self.user.aggregate.as_ref().filter(|a| !a.is_unlimited());
-        if let (Some(a), Some(req)) = (agg, mem_req)
+        if let (Some(a), Some(req_b)) = (agg, mem_req)
             && let Some(Limit::Value(max)) = a.memory_max
-            && usage.memory_bytes.saturating_add(req) > max
+            && usage.memory_bytes.saturating_add(req_b) > max
         {
-            return Decision::Refuse(Refusal {
+            return Verdict::Refuse(Refusal {
                 quota: Quota::Memory,
-                asked: format!("{} of memory for this container", format_human_bytes(req)),
+                asked: format!("{} of memory for this container", format_human_bytes(req_b)),
                 in_use: format!(
                     "{} by your running containers",
                     format_human_bytes(usage.memory_bytes)
@@ -254,7 +272,7 @@ impl Decider<'_> {
             {
                 let held: f64 = containers.iter().map(|(_, g)| g.equivalents).sum();
                 if held + gpu_req.equivalents > max + 1e-9 {
-                    return Decision::Refuse(Refusal {
+                    return Verdict::Refuse(Refusal {
                         quota: Quota::Gpu,
                         asked: format!(
                             "{} GPU-equivalents",
@@ -274,16 +292,55 @@ impl Decider<'_> {
                 && usage.tasks * 10 > t * 9
             {
                 warnings.push(format!(
-                        "your containers use {} of {t} tasks (processes and threads); new processes may fail soon",
-                        usage.tasks
-                    ));
+                    "your containers use {} of {t} tasks (processes and threads); new processes may fail soon",
+                    usage.tasks
+                ));
             }
         }
-        Decision::Allow {
-            argv,
-            warnings,
-            added,
+        Verdict::Allow { changes, warnings }
+    }
+
+    /// `POST /containers/{id}/update`: what create would refuse per container
+    /// (memory, CPUs, pids above the user's maxima) is refused here too. Admins may.
+    pub fn judge_update(&self, req: &CreateRequest) -> Option<Refusal> {
+        if self.admin {
+            return None;
         }
+        self.per_container_maxima(req)
+    }
+
+    fn per_container_maxima(&self, req: &CreateRequest) -> Option<Refusal> {
+        let l = &self.user.limits;
+        if let (Some(asked), Some(Limit::Value(max))) = (req.cpus(), l.max_cpus)
+            && asked > max + 1e-9
+        {
+            return Some(per_container(
+                format!("--cpus={}", create::cpus_text(asked)),
+                format!("{} CPUs per container", format_number(max)),
+            ));
+        }
+        if let (Some(asked), Some(Limit::Value(max))) = (req.memory(), l.memory)
+            && asked > max
+        {
+            return Some(per_container(
+                format!("--memory={}", create::size_text(asked)),
+                format!("{} memory per container", format_human_bytes(max)),
+            ));
+        }
+        if let (Some(asked), Some(Limit::Value(max))) = (req.pids_limit(), l.pids_limit)
+            && (asked < 0 || asked as u64 > max)
+        {
+            let asked = if asked < 0 {
+                "--pids-limit=-1 (unlimited)".to_string()
+            } else {
+                format!("--pids-limit={asked}")
+            };
+            return Some(per_container(
+                asked,
+                format!("{max} processes per container"),
+            ));
+        }
+        None
     }
 }
 
@@ -295,14 +352,14 @@ fn stop_hint() -> String {
     "docker ps             (your running containers)\ndocker stop NAME      (stop one you no longer need)\nds01 limits           (your limits)".into()
 }
 
-fn per_container(asked: String, limit: String) -> Decision {
-    Decision::Refuse(Refusal {
+fn per_container(asked: String, limit: String) -> Refusal {
+    Refusal {
         quota: Quota::PerContainer,
         asked,
         in_use: "-".into(),
         limit,
         hint: "ask for less, or leave the flag out to get your default\nds01 limits           (your limits)".into(),
-    })
+    }
 }
 
 impl Refusal {
@@ -330,16 +387,78 @@ impl Refusal {
         s
     }
 
-    pub fn event(&self, user: &Resolved, r: &RunArgs) -> Event {
-        Event::new(self.quota.event_type())
+    /// The same refusal as one paragraph, for an API error response (`docker`
+    /// prints it after "Error response from daemon: ").
+    pub fn api_message(&self) -> String {
+        let mut s = format!(
+            "ds01: container not started.\n  You asked for: {}",
+            self.asked
+        );
+        if self.in_use != "-" {
+            s.push_str(&format!("\n  In use:        {}", self.in_use));
+        }
+        s.push_str(&format!("\n  Your limit:    {}", self.limit));
+        for (i, line) in self.hint.lines().enumerate() {
+            let key = if i == 0 { "To free room:" } else { "" };
+            s.push_str(&format!("\n  {key:<14} {line}"));
+        }
+        s
+    }
+
+    /// The `quota.*` event; `source` is the front end (`docker-wrapper`, `docker-proxy`).
+    pub fn event(
+        &self,
+        user: &Resolved,
+        source: &str,
+        req_image: &str,
+        name: Option<&str>,
+    ) -> Event {
+        let mut ev = Event::new(self.quota.event_type())
             .user(&user.slice_user)
-            .source("docker-wrapper")
+            .source(source)
             .detail("group", user.group.as_str())
             .detail("asked", self.asked.as_str())
             .detail("in_use", self.in_use.as_str())
             .detail("limit", self.limit.as_str())
-            .detail("image", r.image().unwrap_or(""))
+            .detail("image", req_image);
+        if let Some(n) = name {
+            ev = ev.detail("container", n);
+        }
+        ev
     }
+}
+
+/// The `docker.cgroup_inject` event for an allowed create.
+pub fn inject_event(
+    user: &Resolved,
+    source: &str,
+    req: &CreateRequest,
+    changes: &[Change],
+    admin: bool,
+) -> Event {
+    let slice = changes
+        .iter()
+        .find_map(|c| match c {
+            Change::CgroupParent(s) => Some(s.clone()),
+            _ => None,
+        })
+        .or_else(|| req.cgroup_parent().map(str::to_string))
+        .unwrap_or_default();
+    let added: Vec<String> = changes.iter().flat_map(Change::flags).collect();
+    let mut ev = Event::new("docker.cgroup_inject")
+        .user(&user.slice_user)
+        .source(source)
+        .detail("group", user.group.as_str())
+        .detail("slice", slice)
+        .detail("image", req.image())
+        .detail("added", added.join(" "));
+    if let Some(name) = &req.name {
+        ev = ev.detail("container", name.as_str());
+    }
+    if admin {
+        ev = ev.detail("admin", true);
+    }
+    ev
 }
 
 /// Is this user an admin for the wrapper: root, a member of the Unix group
