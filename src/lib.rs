@@ -16,6 +16,7 @@ pub mod greet;
 pub mod monitor;
 pub mod naming;
 pub mod paths;
+pub mod proxy;
 pub mod slices;
 pub mod stats;
 pub mod stats_plot;

@@ -44,6 +44,13 @@ pub fn cgroup_root() -> PathBuf {
     }
 }
 
+/// ds01's state directory: `DS01_STATE_DIR`, else `/var/lib/ds01`.
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("DS01_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/ds01"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ pub mod greet_cmd;
 pub mod install_cmd;
 pub mod limits;
 pub mod monitor_cmd;
+pub mod proxy_cmd;
 pub mod slices_cmd;
 pub mod stats_cmd;
 
@@ -90,6 +91,9 @@ pub enum Command {
     /// a second (inotify on memory.events), pressure events (PSI triggers), users'
     /// alerts files, and Prometheus metrics with --listen.
     Monitor(monitor_cmd::MonitorArgs),
+    /// The Docker API proxy on /run/docker.sock: every client's containers placed,
+    /// checked and kept to their owner (the daemon listens on a root-only socket).
+    Proxy(proxy_cmd::ProxyArgs),
     /// Query the event log, or append to it (`ds01 events log`).
     Events(events_cmd::EventsArgs),
     /// The stats history: latest per user, --summary over a range, --plot.
@@ -117,6 +121,7 @@ pub fn run(cli: Cli) -> CliResult {
             code => Err(CliError::Exit(code)),
         },
         Command::Monitor(a) => monitor_cmd::run(a, &config),
+        Command::Proxy(a) => proxy_cmd::run(a, &config),
         Command::Events(a) => events_cmd::run(a),
         Command::Stats(a) => stats_cmd::run(a),
         Command::Greet(a) => greet_cmd::run(a, &config),

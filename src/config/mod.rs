@@ -2,6 +2,7 @@
 //! validation and per-user resolution.
 
 pub mod diag;
+pub mod last_good;
 pub mod load;
 pub mod model;
 pub mod resolve;

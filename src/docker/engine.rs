@@ -1,12 +1,14 @@
-//! The few Docker Engine API calls ds01 needs, over the daemon's unix socket:
-//! a minimal HTTP/1.1 client (one request per connection, `Connection: close`).
-//!
-//! Why not bollard: it pulls in tokio and hyper, and the wrapper must add under
-//! 10 ms to every `docker run`; two GETs over a unix socket need neither.
+//! The Docker Engine API calls ds01 makes itself (container lists, inspects, `/info`),
+//! over the daemon's unix socket, on hyper — the same HTTP stack the proxy forwards
+//! with, so the project has one HTTP implementation. Async for the proxy; the
+//! blocking methods (the wrapper, `ds01 check`) run the same code on a
+//! current-thread runtime.
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,21 +21,42 @@ pub enum EngineError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("Docker API {what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    #[error("Docker API {what}: {why}")]
+    Io { what: String, why: String },
     #[error("Docker API {what}: HTTP {status}")]
     Status { what: String, status: u16 },
     #[error("Docker API {what}: unreadable answer ({why})")]
     Bad { what: String, why: String },
+    #[error("Docker API {what}: no answer within {secs} s")]
+    Timeout { what: String, secs: u64 },
+}
+
+impl EngineError {
+    /// The HTTP status, when the daemon answered with an error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            EngineError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct Engine {
     pub socket: PathBuf,
     pub timeout: Duration,
+}
+
+/// Run a future to completion on a fresh current-thread runtime (the blocking API).
+fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, EngineError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| EngineError::Io {
+            what: "runtime".into(),
+            why: e.to_string(),
+        })?;
+    Ok(rt.block_on(f))
 }
 
 impl Engine {
@@ -54,65 +77,134 @@ impl Engine {
     }
 
     /// GET `path` and parse the JSON body.
-    pub fn get(&self, path: &str) -> Result<Value, EngineError> {
+    pub async fn get_async(&self, path: &str) -> Result<Value, EngineError> {
         let what = format!("GET {path}");
-        let mut s = UnixStream::connect(&self.socket).map_err(|e| EngineError::Connect {
-            path: self.socket.clone(),
-            source: e,
-        })?;
-        let io = |e| EngineError::Io {
-            what: what.clone(),
-            source: e,
+        match tokio::time::timeout(self.timeout, self.get_inner(path, &what)).await {
+            Ok(r) => r,
+            Err(_) => Err(EngineError::Timeout {
+                what,
+                secs: self.timeout.as_secs(),
+            }),
+        }
+    }
+
+    /// POST a JSON body to `path` and parse the JSON answer.
+    pub async fn post_json_async(&self, path: &str, body: &Value) -> Result<Value, EngineError> {
+        let what = format!("POST {path}");
+        let fut = self.request(hyper::Method::POST, path, Some(body.to_string()), &what);
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(EngineError::Timeout {
+                what,
+                secs: self.timeout.as_secs(),
+            }),
+        }
+    }
+
+    async fn get_inner(&self, path: &str, what: &str) -> Result<Value, EngineError> {
+        self.request(hyper::Method::GET, path, None, what).await
+    }
+
+    async fn request(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: Option<String>,
+        what: &str,
+    ) -> Result<Value, EngineError> {
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|e| EngineError::Connect {
+                path: self.socket.clone(),
+                source: e,
+            })?;
+        let io = |e: hyper::Error| EngineError::Io {
+            what: what.to_string(),
+            why: e.to_string(),
         };
-        s.set_read_timeout(Some(self.timeout)).map_err(io)?;
-        s.set_write_timeout(Some(self.timeout)).map_err(io)?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: ds01\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
-        )
-        .map_err(io)?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).map_err(io)?;
-        let (status, body) = split_response(&raw).map_err(|why| EngineError::Bad {
-            what: what.clone(),
-            why,
-        })?;
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(io)?;
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("Host", "docker")
+            .header("User-Agent", "ds01")
+            .header("Accept", "application/json")
+            .header("Content-Type", "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| EngineError::Bad {
+                what: what.to_string(),
+                why: e.to_string(),
+            })?;
+        let resp = send.send_request(req).await.map_err(io)?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.map_err(io)?.to_bytes();
         if !(200..300).contains(&status) {
-            return Err(EngineError::Status { what, status });
+            return Err(EngineError::Status {
+                what: what.to_string(),
+                status,
+            });
         }
         serde_json::from_slice(&body).map_err(|e| EngineError::Bad {
-            what,
+            what: what.to_string(),
             why: e.to_string(),
         })
     }
 
+    /// GET `path` and parse the JSON body (blocking).
+    pub fn get(&self, path: &str) -> Result<Value, EngineError> {
+        block_on(self.get_async(path))?
+    }
+
     /// Running containers with the label `ds01.user=<user>`.
-    pub fn user_containers(&self, user: &str) -> Result<Vec<Value>, EngineError> {
-        self.containers_labelled(&format!("ds01.user={user}"))
+    pub async fn user_containers_async(&self, user: &str) -> Result<Vec<Value>, EngineError> {
+        self.containers_labelled_async(&format!("ds01.user={user}"))
+            .await
     }
 
     /// Running containers with the label `key=value`.
-    pub fn containers_labelled(&self, label: &str) -> Result<Vec<Value>, EngineError> {
-        let filters = serde_json::json!({"label": [label]}).to_string();
-        let v = self.get(&format!(
-            "/containers/json?filters={}",
-            percent_encode(&filters)
-        ))?;
+    pub async fn containers_labelled_async(&self, label: &str) -> Result<Vec<Value>, EngineError> {
+        let filters = serde_json::json!({ "label": [label] }).to_string();
+        let v = self
+            .get_async(&format!(
+                "/containers/json?filters={}",
+                percent_encode(&filters)
+            ))
+            .await?;
         Ok(v.as_array().cloned().unwrap_or_default())
     }
 
-    /// One container's full description (`HostConfig.DeviceRequests` is here).
-    pub fn inspect(&self, id: &str) -> Result<Value, EngineError> {
-        self.get(&format!("/containers/{}/json", percent_encode(id)))
+    /// Running containers with the label `ds01.user=<user>` (blocking).
+    pub fn user_containers(&self, user: &str) -> Result<Vec<Value>, EngineError> {
+        block_on(self.user_containers_async(user))?
     }
 
-    /// `/info`: `CgroupDriver`, `CgroupVersion`, …
+    /// Running containers with the label `key=value` (blocking).
+    pub fn containers_labelled(&self, label: &str) -> Result<Vec<Value>, EngineError> {
+        block_on(self.containers_labelled_async(label))?
+    }
+
+    /// One container's full description (`HostConfig.DeviceRequests` is here).
+    pub async fn inspect_async(&self, id: &str) -> Result<Value, EngineError> {
+        self.get_async(&format!("/containers/{}/json", percent_encode(id)))
+            .await
+    }
+
+    /// One container's full description (blocking).
+    pub fn inspect(&self, id: &str) -> Result<Value, EngineError> {
+        block_on(self.inspect_async(id))?
+    }
+
+    /// `/info`: `CgroupDriver`, `CgroupVersion`, … (blocking).
     pub fn info(&self) -> Result<Value, EngineError> {
         self.get("/info")
     }
 }
 
-fn percent_encode(s: &str) -> String {
+/// Percent-encode everything but unreserved characters (query values, path segments).
+pub fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
@@ -122,49 +214,6 @@ fn percent_encode(s: &str) -> String {
         }
     }
     out
-}
-
-/// Status code and (de-chunked) body of an HTTP/1.1 response.
-fn split_response(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
-    let head_end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no header end")?;
-    let head = String::from_utf8_lossy(&raw[..head_end]);
-    let body = &raw[head_end + 4..];
-    let status: u16 = head
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .ok_or("no status line")?;
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    if !chunked {
-        return Ok((status, body.to_vec()));
-    }
-    let mut out = Vec::new();
-    let mut rest = body;
-    loop {
-        let line_end = rest
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("bad chunk")?;
-        let size_text = String::from_utf8_lossy(&rest[..line_end]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| "bad chunk size")?;
-        rest = &rest[line_end + 2..];
-        if size == 0 {
-            return Ok((status, out));
-        }
-        if rest.len() < size {
-            return Err("truncated chunk".into());
-        }
-        out.extend_from_slice(&rest[..size]);
-        rest = rest.get(size + 2..).unwrap_or(&[]);
-    }
 }
 
 /// Is the socket there at all (for fail-open messages)?
@@ -177,15 +226,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn responses() {
-        let plain = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n[1,2]";
-        assert_eq!(split_response(plain), Ok((200, b"[1,2]".to_vec())));
-        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n[1,\r\n2\r\n2]\r\n0\r\n\r\n";
-        assert_eq!(split_response(chunked), Ok((200, b"[1,2]".to_vec())));
-        assert!(split_response(b"garbage").is_err());
+    fn encoding_and_unreachable_daemon() {
         assert_eq!(
             percent_encode(r#"{"label":["a=b"]}"#),
             "%7B%22label%22%3A%5B%22a%3Db%22%5D%7D"
+        );
+        let e = Engine::new("/nonexistent/ds01-test.sock")
+            .get("/_ping")
+            .expect_err("no daemon there");
+        assert!(
+            e.to_string().contains("cannot reach the Docker daemon"),
+            "{e}"
         );
     }
 }

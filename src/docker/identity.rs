@@ -63,6 +63,25 @@ fn group_name(gid: u32) -> Option<String> {
     )
 }
 
+/// The gid of the Unix group `name`, from NSS.
+pub fn group_gid(name: &str) -> Option<u32> {
+    let cname = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0 as libc::c_char; 64 * 1024];
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: buffers are valid and sized; getgrnam_r writes only within them.
+    let rc = unsafe {
+        libc::getgrnam_r(
+            cname.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    (rc == 0 && !result.is_null()).then_some(grp.gr_gid)
+}
+
 /// The Unix group names of `name` (primary `gid` included), from NSS.
 pub fn group_names(name: &str, gid: u32) -> Vec<String> {
     let Ok(cname) = CString::new(name) else {

@@ -12,7 +12,7 @@ use std::path::Path;
 /// error comes back so the caller can say so (the container and GPU checks are then
 /// skipped, loudly). With `gpus`, each container's GPU use comes from its device
 /// requests (one inspect per container).
-pub fn usage_of(
+pub async fn usage_of_async(
     user: &Resolved,
     engine: &Engine,
     cgroup_root: &Path,
@@ -24,7 +24,7 @@ pub fn usage_of(
         tasks: dir.pids_current().ok().flatten().unwrap_or(0),
         containers: None,
     };
-    match engine.user_containers(&user.slice_user) {
+    match engine.user_containers_async(&user.slice_user).await {
         Ok(list) => {
             let mut out = Vec::new();
             for c in list {
@@ -39,7 +39,8 @@ pub fn usage_of(
                 );
                 let held = match gpus {
                     Some(inv) => engine
-                        .inspect(&id)
+                        .inspect_async(&id)
+                        .await
                         .map(|i| gpu::container_gpus(&i, inv))
                         .unwrap_or(gpu::GpuUse::NONE),
                     None => gpu::GpuUse::NONE,
@@ -50,6 +51,28 @@ pub fn usage_of(
             (usage, None)
         }
         Err(e) => (usage, Some(e)),
+    }
+}
+
+/// [`usage_of_async`] for blocking callers (the wrapper).
+pub fn usage_of(
+    user: &Resolved,
+    engine: &Engine,
+    cgroup_root: &Path,
+    gpus: Option<&gpu::Inventory>,
+) -> (Usage, Option<EngineError>) {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(usage_of_async(user, engine, cgroup_root, gpus)),
+        Err(e) => (
+            Usage::default(),
+            Some(EngineError::Io {
+                what: "runtime".into(),
+                why: e.to_string(),
+            }),
+        ),
     }
 }
 
