@@ -33,6 +33,7 @@ pub const NAMES: &[&str] = &[
     "generator",
     "docker-daemon",
     "docker-cgroup",
+    "docker-proxy",
     "slices",
     "memory-enforcement",
     "aggregate",
@@ -60,6 +61,8 @@ pub struct CheckEnv {
     pub image: Option<String>,
     /// The user to exercise; default: the first configured user with an aggregate.
     pub user: Option<String>,
+    /// The real daemon's socket when ds01's proxy owns the Docker socket.
+    pub proxy_upstream: PathBuf,
 }
 
 fn r(
@@ -126,6 +129,7 @@ pub fn run(env: &CheckEnv, only: Option<&str>) -> Vec<CheckResult> {
             "generator" => check_generator(&ctx),
             "docker-daemon" => check_daemon(&mut ctx),
             "docker-cgroup" => check_docker_cgroup(&mut ctx),
+            "docker-proxy" => check_proxy(&ctx),
             "slices" => check_slices(&mut ctx),
             "memory-enforcement" => check_memory_enforcement(&mut ctx),
             "aggregate" => check_aggregate(&ctx),
@@ -288,6 +292,69 @@ fn check_daemon(ctx: &mut Ctx) -> CheckResult {
             &["DOCKER"],
         ),
         Err(e) => r(name, Status::Fail, e, &["DOCKER"]),
+    }
+}
+
+/// The proxy's two links: the daemon's own socket is root's only, and the socket
+/// clients use is answered by ds01. SKIP when the proxy is not switched on.
+fn check_proxy(ctx: &Ctx) -> CheckResult {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let name = "docker-proxy";
+    let tags = &["DOCKER"];
+    let up = &ctx.env.proxy_upstream;
+    let answered = ctx.env.engine.proxy_header();
+    let upstream = std::fs::metadata(up)
+        .ok()
+        .filter(|m| m.file_type().is_socket());
+    match (&answered, &upstream) {
+        (Ok(None), None) => {
+            return r(
+                name,
+                Status::Skip,
+                format!(
+                    "the proxy is not switched on ({} is dockerd's own; ds01 install --proxy)",
+                    ctx.env.engine.socket.display()
+                ),
+                tags,
+            );
+        }
+        (Err(e), _) => return r(name, Status::Fail, format!("{e}"), tags),
+        _ => {}
+    }
+    let mut problems = Vec::new();
+    match upstream {
+        None => problems.push(format!("{} (the daemon's socket) does not exist", up.display())),
+        Some(m) if m.uid() != 0 || m.mode() & 0o077 != 0 => problems.push(format!(
+            "{} is mode {:o}, owner uid {}: other users can reach the daemon around ds01 (want 0600 root)",
+            up.display(),
+            m.mode() & 0o777,
+            m.uid()
+        )),
+        Some(_) => {}
+    }
+    let version = match answered {
+        Ok(Some(v)) => v,
+        _ => {
+            problems.push(format!(
+                "{} is answered by dockerd itself, not by ds01 proxy (systemctl status ds01-proxy.socket)",
+                ctx.env.engine.socket.display()
+            ));
+            String::new()
+        }
+    };
+    if problems.is_empty() {
+        r(
+            name,
+            Status::Pass,
+            format!(
+                "{} is served by ds01 proxy {version}; the daemon's {} is root's only (0600)",
+                ctx.env.engine.socket.display(),
+                up.display()
+            ),
+            tags,
+        )
+    } else {
+        r(name, Status::Fail, problems.join("; "), tags)
     }
 }
 

@@ -62,6 +62,10 @@ pub fn run(a: CheckArgs, config: &Path) -> CliResult {
         systemctl: std::env::var("DS01_SYSTEMCTL").unwrap_or_else(|_| "systemctl".into()),
         image: a.image.clone(),
         user: a.user.clone(),
+        proxy_upstream: std::env::var_os("DS01_DOCKER_UPSTREAM").map_or_else(
+            || PathBuf::from(crate::proxy::DEFAULT_UPSTREAM),
+            PathBuf::from,
+        ),
     };
     let results = check::run(&env, a.only.as_deref());
     let count = |s: Status| results.iter().filter(|r| r.status == s).count();

@@ -24,6 +24,21 @@ const FILES: &[(&str, &str, u32)] = &[
         0o644,
     ),
     (
+        "lib/systemd/system/ds01-proxy.socket",
+        include_str!("../../deploy/systemd/ds01-proxy.socket"),
+        0o644,
+    ),
+    (
+        "lib/systemd/system/ds01-proxy.service",
+        include_str!("../../deploy/systemd/ds01-proxy.service"),
+        0o644,
+    ),
+    (
+        "usr/share/ds01/docker.socket.d/10-ds01-proxy.conf",
+        DOCKER_SOCKET_DROPIN,
+        0o644,
+    ),
+    (
         "usr/share/ds01/cron.d/ds01-resource-monitor",
         include_str!("../../deploy/cron.d/ds01-resource-monitor"),
         0o644,
@@ -45,6 +60,12 @@ const FILES: &[(&str, &str, u32)] = &[
     ),
 ];
 
+/// The drop-in that moves dockerd's socket where only root can connect.
+const DOCKER_SOCKET_DROPIN: &str =
+    include_str!("../../deploy/systemd/docker.socket.d-ds01-proxy.conf");
+const DROPIN_REL: &str = "etc/systemd/system/docker.socket.d/10-ds01-proxy.conf";
+const DROPIN_MARKER: &str = "# Managed by ds01";
+
 #[derive(Debug, Args)]
 pub struct InstallArgs {
     /// Install under this root (a staging dir, or / on the host).
@@ -54,8 +75,13 @@ pub struct InstallArgs {
     /// PATH) that turns on the wrapper for every user; `--remove` takes it away.
     #[arg(long)]
     pub docker_wrapper: bool,
-    /// With --docker-wrapper: remove the link.
-    #[arg(long, requires = "docker_wrapper")]
+    /// Only switch on the Docker API proxy: dockerd moves to the root-only
+    /// /run/docker-engine.sock, ds01-proxy.socket serves /run/docker.sock, and
+    /// dockerd gets live-restore so restarts lose no container. `--remove` undoes it.
+    #[arg(long, conflicts_with = "docker_wrapper")]
+    pub proxy: bool,
+    /// With --docker-wrapper or --proxy: undo it.
+    #[arg(long)]
     pub remove: bool,
     /// Do not create /var/log/ds01 and /var/lib/ds01 (the package's postinst does).
     #[arg(long, hide = true)]
@@ -130,8 +156,133 @@ pub fn generated() -> Result<Vec<(String, Vec<u8>)>, CliError> {
     Ok(out)
 }
 
+fn systemctl(args: &[&str]) -> CliResult {
+    let prog = std::env::var("DS01_SYSTEMCTL").unwrap_or_else(|_| "systemctl".into());
+    let out = std::process::Command::new(&prog)
+        .args(args)
+        .output()
+        .map_err(|e| CliError::Runtime(format!("{prog}: {e}")))?;
+    if !out.status.success() {
+        return Err(CliError::Runtime(format!(
+            "{prog} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// `"live-restore": true` in dockerd's daemon.json (added if absent), so a dockerd
+/// restart keeps containers running. Returns what was done, for the report.
+fn ensure_live_restore(root: &Path) -> Result<String, CliError> {
+    let p = root.join("etc/docker/daemon.json");
+    let mut v: serde_json::Value = match std::fs::read(&p) {
+        Ok(b) if b.iter().all(u8::is_ascii_whitespace) => serde_json::json!({}),
+        Ok(b) => match serde_json::from_slice(&b) {
+            Ok(v) => v,
+            Err(e) => {
+                return Ok(format!(
+                    "warning: {} is not JSON ({e}); add \"live-restore\": true yourself",
+                    p.display()
+                ));
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({}),
+        Err(e) => return Err(CliError::Runtime(format!("{}: {e}", p.display()))),
+    };
+    let Some(obj) = v.as_object_mut() else {
+        return Ok(format!(
+            "warning: {} is not a JSON object; live-restore not set",
+            p.display()
+        ));
+    };
+    match obj.get("live-restore") {
+        Some(serde_json::Value::Bool(true)) => Ok("live-restore already on".into()),
+        Some(_) => Ok(format!(
+            "warning: {} sets live-restore off: a dockerd restart will stop containers",
+            p.display()
+        )),
+        None => {
+            obj.insert("live-restore".into(), serde_json::json!(true));
+            let mut text =
+                serde_json::to_vec_pretty(&v).map_err(|e| CliError::Runtime(e.to_string()))?;
+            text.push(b'\n');
+            if let Some(d) = p.parent() {
+                std::fs::create_dir_all(d).map_err(io(d))?;
+            }
+            crate::fsutil::write_atomic(&p, &text, 0o644).map_err(io(&p))?;
+            Ok(format!("set \"live-restore\": true in {}", p.display()))
+        }
+    }
+}
+
+/// Switch the proxy on or off. On a live systemd host (prefix /) the sockets are
+/// moved at once: dockerd re-reads daemon.json (live-restore), both docker units
+/// restart on the root-only socket, and ds01-proxy.socket takes /run/docker.sock.
+fn proxy(root: &Path, remove: bool) -> CliResult {
+    let live = root == Path::new("/") && Path::new("/run/systemd/system").exists();
+    let dropin = root.join(DROPIN_REL);
+    if remove {
+        match std::fs::read_to_string(&dropin) {
+            Ok(t) if t.starts_with(DROPIN_MARKER) => {
+                std::fs::remove_file(&dropin).map_err(io(&dropin))?;
+            }
+            Ok(_) => {
+                return Err(CliError::Runtime(format!(
+                    "{} is not ds01's; left alone",
+                    dropin.display()
+                )));
+            }
+            Err(_) => {}
+        }
+        if live {
+            let _ = systemctl(&[
+                "disable",
+                "--now",
+                "ds01-proxy.socket",
+                "ds01-proxy.service",
+            ]);
+            systemctl(&["daemon-reload"])?;
+            systemctl(&["stop", "docker.service", "docker.socket"])?;
+            systemctl(&["start", "docker.socket", "docker.service"])?;
+        }
+        println!("the proxy is off: /run/docker.sock is dockerd's own again");
+        return Ok(());
+    }
+    write(root, DROPIN_REL, DOCKER_SOCKET_DROPIN.as_bytes(), 0o644)?;
+    let lr = ensure_live_restore(root)?;
+    println!("{lr}");
+    if live {
+        systemctl(&["daemon-reload"])?;
+        // live-restore is reloadable: from now on containers outlive dockerd restarts.
+        let _ = systemctl(&["reload", "docker.service"]);
+        systemctl(&["stop", "docker.service", "docker.socket"])?;
+        systemctl(&["start", "docker.socket", "docker.service"])?;
+        systemctl(&["enable", "--now", "ds01-proxy.socket"])?;
+        println!(
+            "the proxy is on: dockerd listens on /run/docker-engine.sock (root only), \
+             ds01 serves /run/docker.sock (check: ds01 check --only docker-proxy; undo: ds01 install --proxy --remove)"
+        );
+    } else {
+        println!(
+            "wrote {} (not a live systemd host: run `systemctl daemon-reload`, restart docker.socket and docker.service, \
+             then `systemctl enable --now ds01-proxy.socket`)",
+            dropin.display()
+        );
+    }
+    Ok(())
+}
+
 pub fn run(a: InstallArgs) -> CliResult {
     let root = a.prefix.as_path();
+    if a.proxy {
+        return proxy(root, a.remove);
+    }
+    if a.remove && !a.docker_wrapper {
+        return Err(CliError::Usage(
+            "--remove goes with --docker-wrapper or --proxy".into(),
+        ));
+    }
     if a.docker_wrapper {
         let p = root.join("usr/local/bin/docker");
         if a.remove {

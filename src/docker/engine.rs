@@ -105,6 +105,25 @@ impl Engine {
         self.request(hyper::Method::GET, path, None, what).await
     }
 
+    /// `GET /_ping`: the value of the `ds01-proxy` header (`None`: the daemon itself
+    /// answered, not ds01's proxy). Blocking.
+    pub fn proxy_header(&self) -> Result<Option<String>, EngineError> {
+        let what = "GET /_ping".to_string();
+        let fut = self.exchange(hyper::Method::GET, "/_ping", None, &what);
+        let (_, headers, _) = block_on(async {
+            tokio::time::timeout(self.timeout, fut)
+                .await
+                .map_err(|_| EngineError::Timeout {
+                    what: what.clone(),
+                    secs: self.timeout.as_secs(),
+                })?
+        })??;
+        Ok(headers
+            .get(crate::proxy::PROXY_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string))
+    }
+
     async fn request(
         &self,
         method: hyper::Method,
@@ -112,6 +131,27 @@ impl Engine {
         body: Option<String>,
         what: &str,
     ) -> Result<Value, EngineError> {
+        let (status, _, body) = self.exchange(method, path, body, what).await?;
+        if !(200..300).contains(&status) {
+            return Err(EngineError::Status {
+                what: what.to_string(),
+                status,
+            });
+        }
+        serde_json::from_slice(&body).map_err(|e| EngineError::Bad {
+            what: what.to_string(),
+            why: e.to_string(),
+        })
+    }
+
+    /// One request on a fresh connection: status, headers, whole body.
+    async fn exchange(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: Option<String>,
+        what: &str,
+    ) -> Result<(u16, hyper::HeaderMap, Bytes), EngineError> {
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
             .map_err(|e| EngineError::Connect {
@@ -140,17 +180,9 @@ impl Engine {
             })?;
         let resp = send.send_request(req).await.map_err(io)?;
         let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
         let body = resp.into_body().collect().await.map_err(io)?.to_bytes();
-        if !(200..300).contains(&status) {
-            return Err(EngineError::Status {
-                what: what.to_string(),
-                status,
-            });
-        }
-        serde_json::from_slice(&body).map_err(|e| EngineError::Bad {
-            what: what.to_string(),
-            why: e.to_string(),
-        })
+        Ok((status, headers, body))
     }
 
     /// GET `path` and parse the JSON body (blocking).

@@ -161,8 +161,10 @@ impl Decider<'_> {
         let mut warnings = Vec::new();
         let mut changes: Vec<Change> = Vec::new();
 
-        // The cgroup parent: admins choose their own; nobody else may.
+        // The cgroup parent: admins choose their own; nobody else may (their own
+        // slice is what ds01 would set, e.g. a wrapper in front of the proxy).
         match req.cgroup_parent() {
+            Some(p) if p == slice => {}
             Some(p) if !self.admin => {
                 return Verdict::Refuse(Refusal {
                     quota: Quota::CgroupParent,
@@ -486,4 +488,132 @@ pub fn is_admin(cfg: Option<&Config>, uid: u32, user: &str, unix_groups: &[Strin
         || cfg
             .group("admin")
             .is_some_and(|g| g.members.iter().any(|m| m.name == user))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const CFG: &str = "defaults:\n  max_cpus: 4\n  memory: 1g\n  memory_swap: 2g\n  pids_limit: 512\n  shm_size: 64m\n  max_containers_per_user: 3\n  max_gpu_slots_per_container: 2\ngroups:\n  student:\n    members: [alice]\n    aggregate: {memory_max: 4G, gpu_limit: 2}\n";
+
+    fn config() -> Config {
+        let d = tempfile::tempdir().expect("tmp");
+        let p = d.path().join("resource-limits.yaml");
+        std::fs::write(&p, CFG).expect("write");
+        crate::config::load(&p).config.expect("config")
+    }
+
+    /// A request as both front ends see it: docker run flags, and the body the
+    /// docker CLI sends for them.
+    fn both(
+        mem_mib: Option<u64>,
+        cpus_milli: Option<u64>,
+        pids: Option<i64>,
+        gpus: Option<u8>,
+        parent: bool,
+        label: Option<(bool, bool)>,
+    ) -> (RunArgs, CreateRequest) {
+        let mut argv: Vec<String> = vec!["run".into(), "-d".into()];
+        let mut hc = serde_json::Map::new();
+        let mut labels = serde_json::Map::new();
+        if let Some(m) = mem_mib {
+            argv.push(format!("--memory={m}m"));
+            hc.insert("Memory".into(), serde_json::json!(m << 20));
+        }
+        if let Some(c) = cpus_milli {
+            argv.push(format!("--cpus={}", c as f64 / 1000.0));
+            hc.insert("NanoCpus".into(), serde_json::json!(c * 1_000_000));
+        }
+        if let Some(p) = pids {
+            argv.push(format!("--pids-limit={p}"));
+            hc.insert("PidsLimit".into(), serde_json::json!(p));
+        }
+        if let Some(g) = gpus {
+            argv.push(format!("--gpus={g}"));
+            hc.insert(
+                "DeviceRequests".into(),
+                serde_json::json!([{"Driver": "", "Count": g, "DeviceIDs": null, "Capabilities": [["gpu"]]}]),
+            );
+        }
+        if parent {
+            argv.push("--cgroup-parent=system.slice".into());
+            hc.insert("CgroupParent".into(), serde_json::json!("system.slice"));
+        }
+        if let Some((reserved, own)) = label {
+            let (k, v) = match (reserved, own) {
+                (true, true) => ("ds01.user", "alice"),
+                (true, false) => ("ds01.user", "bob"),
+                _ => ("team", "x"),
+            };
+            argv.push("-l".into());
+            argv.push(format!("{k}={v}"));
+            labels.insert(k.into(), serde_json::json!(v));
+        }
+        argv.push("img".into());
+        let args::Command::Run(r) = args::parse(&argv) else {
+            panic!("run expected");
+        };
+        let mut body = serde_json::json!({"Image": "img", "HostConfig": hc});
+        if !labels.is_empty() {
+            body["Labels"] = serde_json::Value::Object(labels);
+        }
+        (
+            r,
+            CreateRequest {
+                name: None,
+                body,
+                client: Client::Cli,
+            },
+        )
+    }
+
+    proptest! {
+        /// The wrapper (argv) and the proxy (body) decide alike: the same refusal, or
+        /// the same changes — the flags the wrapper adds are exactly the changes the
+        /// proxy writes into the body.
+        #[test]
+        fn argv_and_body_decisions_agree(
+            mem in proptest::option::of(1u64..8192),
+            cpus in proptest::option::of(1u64..8000),
+            pids in proptest::option::of(prop_oneof![Just(-1i64), 1i64..2000]),
+            gpus in proptest::option::of(0u8..4),
+            parent in any::<bool>(),
+            label in proptest::option::of((any::<bool>(), any::<bool>())),
+            admin in any::<bool>(),
+            used_mib in 0u64..4096,
+            running in 0usize..4,
+        ) {
+            let cfg = config();
+            let user = cfg.resolve("alice");
+            let inv = gpu::Inventory::default();
+            let d = Decider { user: &user, admin, inventory: &inv };
+            let usage = Usage {
+                memory_bytes: used_mib << 20,
+                tasks: 0,
+                containers: Some((0..running).map(|i| (format!("c{i}"), GpuUse { devices: 1, equivalents: 1.0, full_gpu: true })).collect()),
+            };
+            let (r, body) = both(mem, cpus, pids, gpus, parent, label);
+            let from_argv = d.decide(&r, Some(&usage));
+            let from_body = d.judge(&body, Some(&usage));
+            match (from_argv, from_body) {
+                (Decision::Refuse(a), Verdict::Refuse(b)) => prop_assert_eq!(a.quota, b.quota),
+                (Decision::Allow { added, .. }, Verdict::Allow { changes, .. }) => {
+                    let flags: Vec<String> = changes.iter().flat_map(Change::flags).collect();
+                    prop_assert_eq!(added, flags);
+                    // And written into the body, every change is there.
+                    let mut b = body.body.clone();
+                    for c in &changes { c.apply(&mut b); }
+                    let after = CreateRequest { name: None, body: b, client: Client::Cli };
+                    if !admin {
+                        let slice = user.slice();
+                        prop_assert_eq!(after.cgroup_parent(), Some(slice.as_str()));
+                        prop_assert_eq!(after.label("ds01.user"), Some("alice"));
+                        prop_assert!(after.memory().is_some());
+                    }
+                }
+                (a, b) => prop_assert!(false, "argv {:?} vs body {:?}", a, b),
+            }
+        }
+    }
 }

@@ -124,7 +124,7 @@ as alice "docker run -d --name alice-c4 --network none ds01-test:latest sleep 60
 ds01 collect >/dev/null 2>&1
 out=$(ds01 check --image ds01-test:latest 2>&1); rc=$?
 check "ds01 check exits 0" 0 "$rc" "$out"
-check "ds01 check: 12/12 passed, none skipped" 1 "$(echo "$out" | grep -c 'Results: 12/12 passed, 0 failed, 0 skipped')"
+check "ds01 check: 12/13 passed, only docker-proxy skipped (not switched on yet)" 1 "$(echo "$out" | grep -c 'Results: 12/13 passed, 0 failed, 1 skipped')"
 systemctl start ds01-collect.service
 check "the installed collect unit runs (hardened) and succeeds" 0 "$(systemctl show -p ExecMainStatus --value ds01-collect.service)" "$(journalctl -u ds01-collect.service -n 5 --no-pager 2>&1 | tail -3)"
 
@@ -163,6 +163,145 @@ check "the event uses the config's threshold (20% of 2 s = 400 ms)" 1 "$(echo "$
 sleep 6
 check "no second event for the same pressure within the cooldown" 1 "$(grep '"event_type":"resource.pressure"' /var/log/ds01/events.jsonl | grep '"user":"alice"' | grep -c '"resource":"cpu"')"
 systemctl stop ds01-monitor.service
+
+step "7d. ds01 proxy owns the Docker socket: real clients as non-admins, none of them the wrapper"
+ds01 install --docker-wrapper --remove >/dev/null
+/usr/bin/docker rm -f $(/usr/bin/docker ps -aq) >/dev/null 2>&1
+out=$(ds01 install --proxy 2>&1); rc=$?
+check "ds01 install --proxy" 0 "$rc" "$out"
+for i in $(seq 1 20); do /usr/bin/docker version >/dev/null 2>&1 && break; sleep 0.5; done
+check "ds01-proxy.socket listens on /run/docker.sock" active "$(systemctl is-active ds01-proxy.socket)"
+check "the daemon's own socket is root's only" "600 root" "$(stat -c '%a %U' /run/docker-engine.sock 2>&1)"
+out=$(as alice "python3 -c 'import socket; socket.socket(socket.AF_UNIX).connect(\"/run/docker-engine.sock\")'" 2>&1); rc=$?
+check "alice cannot open the daemon's socket" 1 "$rc" "$(echo "$out" | tail -1)"
+out=$(ds01 check --only docker-proxy 2>&1)
+check "ds01 check --only docker-proxy: PASS" 1 "$(echo "$out" | grep -c 'PASS')" "$out"
+in_slice() { # USER CONTAINER -> PASS if the container's cgroup is under the user's slice
+    local p cg; p=$(/usr/bin/docker inspect -f '{{.State.Pid}}' "$2" 2>&1); cg=$(cat /proc/$p/cgroup 2>&1)
+    case "$cg" in 0::/ds01.slice/ds01-student.slice/ds01-student-$1.slice/docker-*.scope) echo yes ;; *) echo "no: $cg" ;; esac
+}
+label() { /usr/bin/docker inspect -f "{{index .Config.Labels \"$2\"}}" "$1" 2>&1; }
+
+# The docker CLI, straight at the socket.
+out=$(as alice "/usr/bin/docker run -d --name p-cli --network none ds01-test:latest hog 120 hold" 2>&1); rc=$?
+check "docker CLI (/usr/bin/docker run -d) as alice exits 0" 0 "$rc" "$out"
+check "p-cli sits under alice's slice" yes "$(in_slice alice p-cli)"
+check "p-cli labels: ds01.user / container_type" "alice docker" "$(label p-cli ds01.user) $(label p-cli ds01.container_type)"
+check "p-cli got alice's default memory (320m)" 335544320 "$(/usr/bin/docker inspect -f '{{.HostConfig.Memory}}' p-cli)"
+cat >/tmp/tty.py <<'PY'
+import os, pty, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv("/usr/bin/docker", ["docker"] + sys.argv[1:])
+os.write(fd, b"echo round-trip-$((6*7)); exit\n")
+out, end = b"", time.time() + 90
+while time.time() < end:
+    try:
+        d = os.read(fd, 4096)
+    except OSError:
+        break
+    if not d:
+        break
+    out += d
+os.waitpid(pid, 0)
+print(out.decode(errors="replace"))
+PY
+chmod 644 /tmp/tty.py
+out=$(as alice "python3 /tmp/tty.py run --rm -it --network none ds01-test:latest sh" 2>&1)
+check "docker run -it: a round trip through the TTY (attach upgrade)" 1 "$(echo "$out" | grep -c 'round-trip-42')" "$(echo "$out" | tail -3)"
+out=$(as alice "python3 /tmp/tty.py exec -it p-cli sh" 2>&1)
+check "docker exec -it: a round trip through the TTY" 1 "$(echo "$out" | grep -c 'round-trip-42')" "$(echo "$out" | tail -3)"
+as alice "/usr/bin/docker run -d --name p-log --network none ds01-test:latest sh -c 'for i in 1 2 3; do echo tick\$i; sleep 1; done'" >/dev/null 2>&1
+out=$(as alice "timeout 30 /usr/bin/docker logs -f p-log" 2>&1)
+check "docker logs -f streams to the end" "tick1 tick2 tick3" "$(echo $out)"
+out=$(as alice "cd && echo payload-\$RANDOM > f.txt && /usr/bin/docker cp f.txt p-cli:/ && /usr/bin/docker cp p-cli:/f.txt back.txt && cmp f.txt back.txt && echo same" 2>&1)
+check "docker cp into and out of a container" same "$(echo "$out" | tail -1)"
+out=$(as alice "mkdir -p ~/ctx && printf 'FROM ds01-test:latest\nRUN echo built > /built\n' > ~/ctx/Dockerfile && /usr/bin/docker build --network none -q -t alice-built ~/ctx" 2>&1); rc=$?
+check "docker build of a small context (build steps in alice's slice)" 0 "$rc" "$(echo "$out" | tail -2)"
+grep -q '"event_type":"docker.cgroup_inject".*"source":"docker-proxy"' /var/log/ds01/events.jsonl && pass "docker.cgroup_inject logged by the proxy" || fail "docker.cgroup_inject by the proxy"
+
+# The Python SDK.
+for i in $(seq 1 60); do [ "$(cat $ALICE/memory.current)" -gt $((100 << 20)) ] && break; sleep 0.5; done
+out=$(as alice "python3 -c '
+import docker
+c = docker.from_env()
+try:
+    c.containers.run(\"ds01-test:latest\", \"sleep 600\", detach=True, name=\"p-big\", network_mode=\"none\", mem_limit=\"300m\")
+    print(\"CREATED\")
+except docker.errors.APIError as e:
+    print(\"REFUSED\", e)
+'" 2>&1)
+check "Python SDK: an over-quota create is refused" 1 "$(echo "$out" | grep -c '^REFUSED.*container not started')" "$(echo "$out" | head -4)"
+check "... with the quota.memory_exceeded event from the proxy" 1 "$(grep '"event_type":"quota.memory_exceeded"' /var/log/ds01/events.jsonl | grep -c '"source":"docker-proxy"')"
+check "... and no container" "" "$(/usr/bin/docker ps -aq -f name=p-big)"
+out=$(as alice "python3 -c '
+import docker
+c = docker.from_env()
+print(c.containers.run(\"ds01-test:latest\", \"sleep 600\", detach=True, name=\"p-sdk\", network_mode=\"none\", mem_limit=\"32m\").name)
+'" 2>&1)
+check "Python SDK: a container within quota is created" p-sdk "$(echo "$out" | tail -1)"
+check "p-sdk sits under alice's slice" yes "$(in_slice alice p-sdk)"
+check "p-sdk's container_type is api" api "$(label p-sdk ds01.container_type)"
+/usr/bin/docker rm -f p-sdk >/dev/null 2>&1
+
+# docker-compose (Debian's, v1: itself an SDK client).
+as alice "mkdir -p ~/pj && printf 'version: \"2.4\"\nservices:\n  web:\n    image: ds01-test:latest\n    command: sleep 600\n    network_mode: none\n    mem_limit: 16m\n  worker:\n    image: ds01-test:latest\n    command: sleep 600\n    network_mode: none\n    mem_limit: 16m\n' > ~/pj/docker-compose.yml"
+out=$(as alice "cd ~/pj && docker-compose -p pj up -d" 2>&1); rc=$?
+check "docker-compose up -d (two services) as alice" 0 "$rc" "$(echo "$out" | tail -2)"
+for c in pj_web_1 pj_worker_1; do
+    check "$c sits under alice's slice, type compose" "yes compose" "$(in_slice alice $c) $(label $c ds01.container_type)"
+done
+as alice "cd ~/pj && docker-compose -p pj down" >/dev/null 2>&1
+
+# bob cannot see or touch alice's containers, through any client.
+check "bob: docker ps -a lists none of alice's" 0 "$(as bob '/usr/bin/docker ps -aq' 2>/dev/null | wc -l)"
+for cmd in "inspect p-cli" "exec p-cli true" "stop p-cli" "rm -f p-cli" "logs p-cli"; do
+    out=$(as bob "/usr/bin/docker $cmd" 2>&1); rc=$?
+    check "bob: docker $cmd fails with 'No such container'" "1 1" "$([ $rc != 0 ] && echo 1 || echo 0) $(echo "$out" | grep -ci 'no such container' | awk '{print ($1 >= 1)}')" "$out"
+done
+out=$(as bob "python3 -c '
+import docker
+c = docker.from_env()
+try:
+    c.containers.get(\"p-cli\"); print(\"FOUND\")
+except docker.errors.NotFound:
+    print(\"NOTFOUND\")
+print(len(c.containers.list(all=True)))
+'" 2>&1)
+check "bob (Python SDK): alice's container does not exist; he lists 0" "NOTFOUND 0" "$(echo $out)"
+as alice "/usr/bin/docker create --name p-stopped --network none ds01-test:latest true" >/dev/null 2>&1
+out=$(as bob "/usr/bin/docker container prune -f" 2>&1)
+check "bob's docker container prune leaves alice's stopped container" 1 "$(/usr/bin/docker ps -aq -f name=p-stopped | wc -l)" "$out"
+as alice "/usr/bin/docker volume create av" >/dev/null 2>&1
+out=$(as bob "/usr/bin/docker run --rm --network none -v av:/x ds01-test:latest true" 2>&1); rc=$?
+check "bob cannot mount alice's named volume" 1 "$([ $rc != 0 ] && echo 1 || echo 0)" "$out"
+out=$(as bob "/usr/bin/docker volume rm av" 2>&1); rc=$?
+check "bob cannot remove alice's named volume" 1 "$([ $rc != 0 ] && /usr/bin/docker volume ls -q | grep -c '^av$')" "$out"
+check "boss (admin) sees alice's containers" 1 "$(as boss '/usr/bin/docker ps -a --format {{.Names}}' 2>&1 | grep -c '^p-cli$')"
+
+# A broken config does not lift anyone's limits.
+cp /etc/ds01/resource-limits.yaml /tmp/good.yaml
+echo "groups: [broken" >>/etc/ds01/resource-limits.yaml
+sleep 3
+out=$(as alice "/usr/bin/docker run -d --name p-broken --network none --memory 16m ds01-test:latest sleep 600" 2>&1)
+check "with a broken config, alice's container still lands in her slice" yes "$(in_slice alice p-broken)" "$out"
+out=$(as alice "/usr/bin/docker run --rm --network none --cgroup-parent=system.slice ds01-test:latest true" 2>&1); rc=$?
+check "with a broken config, --cgroup-parent is still refused" 1 "$([ $rc != 0 ] && echo 1 || echo 0)" "$(echo "$out" | head -2)"
+check "config.invalid logged" 1 "$(grep -c '"event_type":"config.invalid"' /var/log/ds01/events.jsonl | awk '{print ($1 >= 1)}')"
+cp /tmp/good.yaml /etc/ds01/resource-limits.yaml
+/usr/bin/docker rm -f p-broken >/dev/null 2>&1
+
+# Restarts lose no container.
+pid_before=$(/usr/bin/docker inspect -f '{{.State.Pid}}' p-cli)
+systemctl restart ds01-proxy.service
+systemctl restart docker.service
+for i in $(seq 1 40); do /usr/bin/docker inspect p-cli >/dev/null 2>&1 && break; sleep 0.5; done
+check "after restarting the proxy and dockerd, p-cli still runs (same pid, live-restore)" "true $pid_before" "$(/usr/bin/docker inspect -f '{{.State.Running}} {{.State.Pid}}' p-cli 2>&1)"
+check "and alice still reaches it through the proxy" 0 "$(as alice '/usr/bin/docker exec p-cli true' >/dev/null 2>&1; echo $?)"
+out=$(ds01 install --proxy --remove 2>&1); rc=$?
+check "ds01 install --proxy --remove" 0 "$rc" "$out"
+for i in $(seq 1 20); do /usr/bin/docker version >/dev/null 2>&1 && break; sleep 0.5; done
+check "afterwards /run/docker.sock is dockerd's again (check: SKIP)" 1 "$(ds01 check --only docker-proxy 2>&1 | grep -c SKIP)"
 
 step "8. upgrade keeps config and state; purge removes state"
 echo "# local edit" >>/etc/ds01/resource-limits.yaml
