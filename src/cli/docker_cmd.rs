@@ -2,9 +2,7 @@
 
 use crate::docker::args::{self, Command as DockerCommand};
 use crate::docker::engine::Engine;
-use crate::docker::{
-    CreateRequest, Decider, Decision, Verdict, gpu, identity, inject_event, is_admin, usage,
-};
+use crate::docker::{Decider, Decision, gpu, identity, inject_event, is_admin, usage};
 use crate::events::{Event, EventLog};
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -161,17 +159,13 @@ pub fn run(argv: Vec<OsString>, config_flag: Option<&Path>) -> i32 {
         Decision::Allow {
             argv: new,
             warnings,
-            added: _,
+            req,
+            changes,
         } => {
             for w in &warnings {
                 eprintln!("ds01: warning: {w}");
             }
-            // The event is built from the same request and changes the proxy logs.
-            if let Ok(req) = CreateRequest::from_run_args(&run_args)
-                && let Verdict::Allow { changes, .. } = decider.judge(&req, None)
-            {
-                log(&events, &inject_event(&user, SOURCE, &req, &changes, admin));
-            }
+            log(&events, &inject_event(&user, SOURCE, &req, &changes, admin));
             exec(&real, &new)
         }
     }

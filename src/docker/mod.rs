@@ -75,8 +75,10 @@ pub enum Decision {
     Allow {
         argv: Vec<String>,
         warnings: Vec<String>,
-        /// The flags ds01 added.
-        added: Vec<String>,
+        /// The request the argv stands for, and what ds01 changed in it (as flags:
+        /// `Change::flags`), for the `docker.cgroup_inject` event.
+        req: CreateRequest,
+        changes: Vec<Change>,
     },
     Refuse(Refusal),
 }
@@ -145,7 +147,8 @@ impl Decider<'_> {
                 Decision::Allow {
                     argv: r.with_flags(&added),
                     warnings,
-                    added,
+                    req,
+                    changes,
                 }
             }
         }
@@ -598,9 +601,8 @@ mod tests {
             let from_body = d.judge(&body, Some(&usage));
             match (from_argv, from_body) {
                 (Decision::Refuse(a), Verdict::Refuse(b)) => prop_assert_eq!(a.quota, b.quota),
-                (Decision::Allow { added, .. }, Verdict::Allow { changes, .. }) => {
-                    let flags: Vec<String> = changes.iter().flat_map(Change::flags).collect();
-                    prop_assert_eq!(added, flags);
+                (Decision::Allow { changes: from_flags, .. }, Verdict::Allow { changes, .. }) => {
+                    prop_assert_eq!(&from_flags, &changes);
                     // And written into the body, every change is there.
                     let mut b = body.body.clone();
                     for c in &changes { c.apply(&mut b); }
