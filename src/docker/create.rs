@@ -117,18 +117,22 @@ fn positive(v: Option<&Value>) -> Option<f64> {
     v.and_then(Value::as_f64).filter(|x| *x > 0.0)
 }
 
+/// An API request body that must be a JSON object; an empty body is `{}`.
+pub fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, String> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice(bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err("the request body is not a JSON object".into()),
+        Err(e) => Err(format!("the request body is not JSON: {e}")),
+    }
+}
+
 impl CreateRequest {
     /// From an API body. Anything but a JSON object is refused (the daemon would too).
     pub fn from_body(bytes: &[u8], name: Option<String>, client: Client) -> Result<Self, String> {
-        let body: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
-            json!({})
-        } else {
-            serde_json::from_slice(bytes)
-                .map_err(|e| format!("the request body is not JSON: {e}"))?
-        };
-        if !body.is_object() {
-            return Err("the request body is not a JSON object".into());
-        }
+        let body = Value::Object(json_object(bytes)?);
         Ok(CreateRequest { name, body, client })
     }
 

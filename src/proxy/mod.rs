@@ -108,12 +108,6 @@ impl Identities {
     }
 }
 
-/// The config in force.
-struct Policy {
-    config: Option<Arc<Config>>,
-    from_snapshot: bool,
-}
-
 /// The files' modification times and sizes: a change means "reload".
 type Stamp = Vec<(PathBuf, Option<(SystemTime, u64)>)>;
 
@@ -139,7 +133,8 @@ fn stamp(config: &Path) -> Stamp {
 pub struct Proxy {
     opts: Options,
     identities: Identities,
-    policy: RwLock<Arc<Policy>>,
+    /// The config in force (`None`: no good config is known).
+    policy: RwLock<Option<Arc<Config>>>,
     stamp: Mutex<Stamp>,
     ids: Mutex<HashMap<u32, (Instant, Option<Ident>)>>,
     engine: Engine,
@@ -195,10 +190,7 @@ impl Proxy {
         engine.timeout = Duration::from_secs(10);
         let p = Arc::new(Proxy {
             identities,
-            policy: RwLock::new(Arc::new(Policy {
-                config: None,
-                from_snapshot: false,
-            })),
+            policy: RwLock::new(None),
             stamp: Mutex::new(Vec::new()),
             ids: Mutex::new(HashMap::new()),
             engine,
@@ -224,30 +216,25 @@ impl Proxy {
             *s = now;
         }
         let e = last_good::load_enforced(&self.opts.config, &self.opts.state_dir);
-        let in_force = self.policy.read().map(|p| p.config.clone()).ok().flatten();
+        let in_force = self.policy();
         let broken = e.current.diagnostics.has_errors() || e.current.config.is_none();
         let policy = if !broken {
             eprintln!("ds01 proxy: config {} loaded", self.opts.config.display());
-            Policy {
-                config: e.config.map(Arc::new),
-                from_snapshot: false,
-            }
+            e.config.map(Arc::new)
         } else {
             let first = e
                 .current
                 .diagnostics
                 .first_error()
                 .map_or_else(|| "cannot be loaded".to_string(), |d| d.to_string());
-            let (config, from_snapshot, what) = match (in_force, e.config) {
-                (Some(c), _) => (Some(c), false, "the config loaded before stays in force"),
+            let (config, what) = match (in_force, e.config) {
+                (Some(c), _) => (Some(c), "the config loaded before stays in force"),
                 (None, Some(c)) => (
                     Some(Arc::new(c)),
-                    true,
                     "the last good config (saved in the state dir) is in force",
                 ),
                 (None, None) => (
                     None,
-                    false,
                     "no good config is known: non-admins cannot create containers",
                 ),
             };
@@ -258,18 +245,14 @@ impl Proxy {
                     .detail("error", first.as_str())
                     .detail("in_force", what),
             );
-            Policy {
-                config,
-                from_snapshot: from_snapshot
-                    || self.policy.read().map(|p| p.from_snapshot).unwrap_or(false),
-            }
+            config
         };
         if let Ok(mut p) = self.policy.write() {
-            *p = Arc::new(policy);
+            *p = policy;
         }
     }
 
-    fn policy(&self) -> Arc<Policy> {
+    fn policy(&self) -> Option<Arc<Config>> {
         self.policy
             .read()
             .map(|p| p.clone())
@@ -317,7 +300,7 @@ impl Proxy {
             ));
         };
         let policy = self.policy();
-        let cfg = policy.config.as_deref();
+        let cfg = policy.as_deref();
         let admin = is_admin(cfg, peer.uid, &id.name, &id.groups);
         let resolved = cfg.map(|c| c.resolve(&id.name));
         let label_user = resolved.as_ref().map_or_else(
@@ -481,26 +464,27 @@ impl Proxy {
             .inspect_async(id)
             .await
             .map_err(|e| engine_reject(&e, format!("No such container: {id}")))?;
-        match c
-            .pointer("/Config/Labels/ds01.user")
-            .and_then(Value::as_str)
-        {
-            Some(u) if u == caller.label_user => Ok(()),
-            _ => Err(no_such_container(id)),
+        if owns(caller, &c["Config"]["Labels"]) {
+            Ok(())
+        } else {
+            Err(no_such_container(id))
         }
     }
 
     /// The volume exists and is the caller's; else "No such volume".
     async fn own_volume(&self, caller: &Caller, name: &str) -> Result<(), Reject> {
-        let none = || Reject::new(StatusCode::NOT_FOUND, format!("get {name}: no such volume"));
         let v = self
             .engine
             .get_async(&format!("/volumes/{}", percent_encode(name)))
             .await
             .map_err(|e| engine_reject(&e, format!("get {name}: no such volume")))?;
-        match v.pointer("/Labels/ds01.user").and_then(Value::as_str) {
-            Some(u) if u == caller.label_user => Ok(()),
-            _ => Err(none()),
+        if owns(caller, &v["Labels"]) {
+            Ok(())
+        } else {
+            Err(Reject::new(
+                StatusCode::NOT_FOUND,
+                format!("get {name}: no such volume"),
+            ))
         }
     }
 
@@ -641,9 +625,7 @@ impl Proxy {
                 .await
             {
                 Ok(v) => {
-                    if v.pointer("/Labels/ds01.user").and_then(Value::as_str)
-                        != Some(caller.label_user.as_str())
-                    {
+                    if !owns(caller, &v["Labels"]) {
                         return Err(Reject::new(
                             StatusCode::FORBIDDEN,
                             format!("ds01: volume {name:?} is not yours; use a volume of your own"),
@@ -675,12 +657,7 @@ impl Proxy {
         let (parts, body) = req.into_parts();
         let bytes = read_body(body).await?;
         // The update body holds HostConfig's resource fields at the top level.
-        let fields: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
-            json!({})
-        } else {
-            serde_json::from_slice(&bytes)
-                .map_err(|e| Reject::new(StatusCode::BAD_REQUEST, format!("ds01: {e}")))?
-        };
+        let fields = object_body(&bytes)?;
         let creq = CreateRequest {
             name: None,
             body: json!({ "HostConfig": fields }),
@@ -710,18 +687,7 @@ impl Proxy {
     ) -> Result<Response<Body>, Reject> {
         let (parts, body) = req.into_parts();
         let bytes = read_body(body).await?;
-        let mut v: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
-            json!({})
-        } else {
-            serde_json::from_slice(&bytes)
-                .map_err(|e| Reject::new(StatusCode::BAD_REQUEST, format!("ds01: {e}")))?
-        };
-        let Some(obj) = v.as_object_mut() else {
-            return Err(Reject::new(
-                StatusCode::BAD_REQUEST,
-                "ds01: the body is not a JSON object",
-            ));
-        };
+        let mut obj = object_body(&bytes)?;
         let labels = obj.entry("Labels").or_insert_with(|| json!({}));
         if !labels.is_object() {
             *labels = json!({});
@@ -729,11 +695,22 @@ impl Proxy {
         if let Some(l) = labels.as_object_mut() {
             l.insert(LABEL_USER.into(), json!(caller.label_user));
         }
-        let new = Bytes::from(v.to_string());
+        let new = Bytes::from(Value::Object(obj).to_string());
         let mut req = Request::from_parts(parts, full(new.clone()));
         set_length(&mut req, new.len());
         forward(self, conn, req).await
     }
+}
+
+/// Whether `labels` (a container's or volume's) name the caller as owner.
+fn owns(caller: &Caller, labels: &Value) -> bool {
+    labels.get(LABEL_USER).and_then(Value::as_str) == Some(caller.label_user.as_str())
+}
+
+/// A body that must be a JSON object (empty = `{}`); else 400.
+fn object_body(bytes: &[u8]) -> Result<serde_json::Map<String, Value>, Reject> {
+    crate::docker::create::json_object(bytes)
+        .map_err(|e| Reject::new(StatusCode::BAD_REQUEST, format!("ds01: {e}")))
 }
 
 fn no_config() -> Reject {
