@@ -48,7 +48,7 @@ pub struct Engine {
 }
 
 /// Run a future to completion on a fresh current-thread runtime (the blocking API).
-fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, EngineError> {
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, EngineError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -78,20 +78,53 @@ impl Engine {
 
     /// GET `path` and parse the JSON body.
     pub async fn get_async(&self, path: &str) -> Result<Value, EngineError> {
-        let what = format!("GET {path}");
-        match tokio::time::timeout(self.timeout, self.get_inner(path, &what)).await {
-            Ok(r) => r,
-            Err(_) => Err(EngineError::Timeout {
-                what,
-                secs: self.timeout.as_secs(),
-            }),
-        }
+        self.request(hyper::Method::GET, path, None).await
     }
 
     /// POST a JSON body to `path` and parse the JSON answer.
     pub async fn post_json_async(&self, path: &str, body: &Value) -> Result<Value, EngineError> {
-        let what = format!("POST {path}");
-        let fut = self.request(hyper::Method::POST, path, Some(body.to_string()), &what);
+        self.request(hyper::Method::POST, path, Some(body.to_string()))
+            .await
+    }
+
+    /// `GET /_ping`: the value of the `ds01-proxy` header (`None`: the daemon itself
+    /// answered, not ds01's proxy). Blocking.
+    pub fn proxy_header(&self) -> Result<Option<String>, EngineError> {
+        let (_, headers, _) = block_on(self.exchange(hyper::Method::GET, "/_ping", None))??;
+        Ok(headers
+            .get(crate::proxy::PROXY_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string))
+    }
+
+    /// One request; a 2xx answer's body parsed as JSON.
+    async fn request(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<Value, EngineError> {
+        let what = format!("{method} {path}");
+        let (status, _, body) = self.exchange(method, path, body).await?;
+        if !(200..300).contains(&status) {
+            return Err(EngineError::Status { what, status });
+        }
+        serde_json::from_slice(&body).map_err(|e| EngineError::Bad {
+            what,
+            why: e.to_string(),
+        })
+    }
+
+    /// One request on a fresh connection, within `timeout`: status, headers, whole
+    /// body.
+    async fn exchange(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<(u16, hyper::HeaderMap, Bytes), EngineError> {
+        let what = format!("{method} {path}");
+        let fut = self.exchange_inner(method, path, body, &what);
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(r) => r,
             Err(_) => Err(EngineError::Timeout {
@@ -101,51 +134,7 @@ impl Engine {
         }
     }
 
-    async fn get_inner(&self, path: &str, what: &str) -> Result<Value, EngineError> {
-        self.request(hyper::Method::GET, path, None, what).await
-    }
-
-    /// `GET /_ping`: the value of the `ds01-proxy` header (`None`: the daemon itself
-    /// answered, not ds01's proxy). Blocking.
-    pub fn proxy_header(&self) -> Result<Option<String>, EngineError> {
-        let what = "GET /_ping".to_string();
-        let fut = self.exchange(hyper::Method::GET, "/_ping", None, &what);
-        let (_, headers, _) = block_on(async {
-            tokio::time::timeout(self.timeout, fut)
-                .await
-                .map_err(|_| EngineError::Timeout {
-                    what: what.clone(),
-                    secs: self.timeout.as_secs(),
-                })?
-        })??;
-        Ok(headers
-            .get(crate::proxy::PROXY_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string))
-    }
-
-    async fn request(
-        &self,
-        method: hyper::Method,
-        path: &str,
-        body: Option<String>,
-        what: &str,
-    ) -> Result<Value, EngineError> {
-        let (status, _, body) = self.exchange(method, path, body, what).await?;
-        if !(200..300).contains(&status) {
-            return Err(EngineError::Status {
-                what: what.to_string(),
-                status,
-            });
-        }
-        serde_json::from_slice(&body).map_err(|e| EngineError::Bad {
-            what: what.to_string(),
-            why: e.to_string(),
-        })
-    }
-
-    /// One request on a fresh connection: status, headers, whole body.
-    async fn exchange(
+    async fn exchange_inner(
         &self,
         method: hyper::Method,
         path: &str,

@@ -61,18 +61,9 @@ pub fn usage_of(
     cgroup_root: &Path,
     gpus: Option<&gpu::Inventory>,
 ) -> (Usage, Option<EngineError>) {
-    match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt.block_on(usage_of_async(user, engine, cgroup_root, gpus)),
-        Err(e) => (
-            Usage::default(),
-            Some(EngineError::Io {
-                what: "runtime".into(),
-                why: e.to_string(),
-            }),
-        ),
+    match super::engine::block_on(usage_of_async(user, engine, cgroup_root, gpus)) {
+        Ok(r) => r,
+        Err(e) => (Usage::default(), Some(e)),
     }
 }
 
