@@ -111,16 +111,17 @@ fn tempdir() -> Option<PathBuf> {
     Some(p)
 }
 
-/// Load the current config; if it has errors, fall back to the snapshot. Returns
-/// the config to enforce with, the current load's diagnostics (to report), and
-/// whether the snapshot is in force. A clean current load refreshes the snapshot
-/// (best effort: an unwritable state dir only costs the fallback).
+/// The config to enforce with (`None`: no good one is known), the current load
+/// (its diagnostics are what to report), and whether the snapshot is in force.
 pub struct Enforced {
     pub config: Option<super::Config>,
     pub current: Loaded,
     pub from_snapshot: bool,
 }
 
+/// Load the current config; if it has errors, fall back to the snapshot. A clean
+/// current load refreshes the snapshot (best effort: an unwritable state dir only
+/// costs the fallback).
 pub fn load_enforced(config: &Path, state_dir: &Path) -> Enforced {
     let current = load(config);
     if let (Some(c), false) = (&current.config, current.diagnostics.has_errors()) {

@@ -308,11 +308,6 @@ pub fn cpus_text(c: f64) -> String {
     format_number((c * 1000.0).round() / 1000.0)
 }
 
-/// Bytes as a docker size for messages that quote a flag back.
-pub fn size_text(b: u64) -> String {
-    format_docker_size(b)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

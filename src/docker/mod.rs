@@ -15,7 +15,7 @@ pub mod usage;
 
 use crate::config::{Config, Resolved};
 use crate::events::Event;
-use crate::units::{Limit, format_human_bytes, format_number};
+use crate::units::{Limit, format_docker_size, format_human_bytes, format_number};
 use args::RunArgs;
 pub use create::{Change, Client, CreateRequest};
 use gpu::GpuUse;
@@ -328,7 +328,7 @@ impl Decider<'_> {
             && asked > max
         {
             return Some(per_container(
-                format!("--memory={}", create::size_text(asked)),
+                format!("--memory={}", format_docker_size(asked)),
                 format!("{} memory per container", format_human_bytes(max)),
             ));
         }
