@@ -6,7 +6,7 @@
 
 use super::args::RunArgs;
 use super::gpu;
-use crate::units::{format_docker_size, format_number, parse_docker_size};
+use crate::units::{format_number, parse_docker_size};
 use serde_json::{Map, Value, json};
 
 /// Who sent the request, as far as it matters for the `ds01.container_type` label.
