@@ -1,20 +1,29 @@
 //! The monitor's HTTP endpoint: `GET /metrics` (Prometheus) and `GET /healthz`.
-//! A plain blocking server on its own thread, a short-lived thread per connection
-//! (at most [`MAX_CONNECTIONS`] at once), HTTP/1.1 with `Connection: close`: a
-//! scraper makes one request every few seconds, so nothing more is needed — and no
-//! async runtime in a binary that is also the login greeting.
+//! hyper 1 (the same HTTP stack as the proxy and the Engine client) on a
+//! current-thread tokio runtime of its own thread, so the monitor loop stays plain
+//! blocking code. HTTP/1.1 with `Connection: close`, at most [`MAX_CONNECTIONS`]
+//! at once (more get 503), 10 s to send the head, 30 s per connection: a scraper
+//! makes one request every few seconds, nothing more is needed.
 
 use super::metrics;
 use crate::config::Config;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 pub const MAX_CONNECTIONS: usize = 16;
-const MAX_HEAD: usize = 16 * 1024;
 
 /// What the monitor loop shares with the endpoint.
 #[derive(Debug)]
@@ -86,107 +95,72 @@ impl Shared {
     }
 }
 
-/// Bind `addr` and serve on a thread of its own. Returns the bound address (port 0
+/// Bind `addr` and serve on a thread of its own (a current-thread tokio runtime
+/// with hyper, the project's one HTTP stack). Returns the bound address (port 0
 /// picks a free one).
 pub fn serve(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
-    let local = listener.local_addr()?;
+    let std_listener = std::net::TcpListener::bind(addr)?;
+    std_listener.set_nonblocking(true)?;
+    let local = std_listener.local_addr()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     std::thread::Builder::new()
         .name("ds01-http".into())
-        .spawn(move || accept_loop(listener, shared))?;
+        .spawn(move || {
+            rt.block_on(async move {
+                match TcpListener::from_std(std_listener) {
+                    Ok(l) => accept_loop(l, shared).await,
+                    Err(e) => eprintln!("ds01 monitor: /metrics listener: {e}"),
+                }
+            })
+        })?;
     Ok(local)
 }
 
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let busy = Arc::new(AtomicUsize::new(0));
-    for conn in listener.incoming() {
-        let Ok(mut stream) = conn else {
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
             // EMFILE and friends: back off instead of spinning.
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        if busy.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-            busy.fetch_sub(1, Ordering::SeqCst);
-            let _ = respond(&mut stream, 503, "text/plain", b"busy\n", false);
-            continue;
-        }
+        let permit = Arc::clone(&slots).try_acquire_owned().ok();
         let shared = Arc::clone(&shared);
-        let guard = Arc::clone(&busy);
-        let spawned = std::thread::Builder::new()
-            .name("ds01-http-conn".into())
-            .spawn(move || {
-                handle(stream, &shared);
-                guard.fetch_sub(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let shared = Arc::clone(&shared);
+                let busy = permit.is_none();
+                async move { Ok::<_, std::convert::Infallible>(answer(&req, &shared, busy)) }
             });
-        if spawned.is_err() {
-            busy.fetch_sub(1, Ordering::SeqCst);
-        }
+            let conn = http1::Builder::new()
+                .keep_alive(false)
+                .header_read_timeout(Duration::from_secs(10))
+                .timer(TokioTimer::new())
+                .serve_connection(TokioIo::new(stream), svc);
+            let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
+        });
     }
 }
 
-/// The request line and the `Accept` header, from the head of a request.
-#[derive(Debug, PartialEq)]
-pub struct Request {
-    pub method: String,
-    pub path: String,
-    pub accept: String,
-}
-
-pub fn parse_request(head: &str) -> Option<Request> {
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let method = first.next()?.to_string();
-    let target = first.next()?;
-    first.next()?.strip_prefix("HTTP/")?;
-    let path = target.split(['?', '#']).next().unwrap_or("").to_string();
-    let accept = lines
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("accept"))
-        .map(|(_, v)| v.trim().to_string())
-        .unwrap_or_default();
-    Some(Request {
-        method,
-        path,
-        accept,
-    })
-}
-
-fn read_head(stream: &mut TcpStream) -> Option<String> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        if buf.len() > MAX_HEAD {
-            return None;
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
+/// The response to one request. `busy`: more than [`MAX_CONNECTIONS`] are open.
+pub fn answer<B>(req: &Request<B>, shared: &Shared, busy: bool) -> Response<Full<Bytes>> {
+    let head_only = req.method() == Method::HEAD;
+    if busy {
+        return respond(503, "text/plain", b"busy\n".to_vec(), head_only);
     }
-    String::from_utf8(buf).ok()
-}
-
-fn handle(mut stream: TcpStream, shared: &Shared) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
-    let Some(req) = read_head(&mut stream).as_deref().and_then(parse_request) else {
-        let _ = respond(&mut stream, 400, "text/plain", b"bad request\n", false);
-        return;
-    };
-    let head_only = req.method == "HEAD";
-    if req.method != "GET" && !head_only {
-        let _ = respond(
-            &mut stream,
-            405,
-            "text/plain",
-            b"only GET and HEAD\n",
-            false,
-        );
-        return;
+    if req.method() != Method::GET && !head_only {
+        return respond(405, "text/plain", b"only GET and HEAD\n".to_vec(), false);
     }
-    match req.path.as_str() {
+    match req.uri().path() {
         "/metrics" => {
-            let openmetrics = req.accept.contains("application/openmetrics-text");
+            let openmetrics = req
+                .headers()
+                .get_all(ACCEPT)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(|v| v.contains("application/openmetrics-text"));
             let limits = shared.limits.lock().ok().and_then(|c| c.clone());
             let body = metrics::render(
                 &shared.cgroup_root,
@@ -200,61 +174,65 @@ fn handle(mut stream: TcpStream, shared: &Shared) {
             } else {
                 metrics::CLASSIC_TYPE
             };
-            let _ = respond(&mut stream, 200, ty, body.as_bytes(), head_only);
+            respond(200, ty, body.into_bytes(), head_only)
         }
         "/healthz" => {
             let (code, text) = shared.health();
-            let _ = respond(&mut stream, code, "text/plain", text.as_bytes(), head_only);
+            respond(code, "text/plain", text.into_bytes(), head_only)
         }
         "/" => {
-            let page = b"ds01 monitor: /metrics (Prometheus), /healthz\n";
-            let _ = respond(&mut stream, 200, "text/plain", page, head_only);
+            let page = b"ds01 monitor: /metrics (Prometheus), /healthz\n".to_vec();
+            respond(200, "text/plain", page, head_only)
         }
-        _ => {
-            let _ = respond(&mut stream, 404, "text/plain", b"not found\n", head_only);
-        }
+        _ => respond(404, "text/plain", b"not found\n".to_vec(), head_only),
     }
 }
 
-fn respond(
-    stream: &mut TcpStream,
-    code: u16,
-    ty: &str,
-    body: &[u8],
-    head_only: bool,
-) -> std::io::Result<()> {
-    let reason = match code {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        _ => "Service Unavailable",
-    };
-    let head = format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: {ty}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    if !head_only {
-        stream.write_all(body)?;
+fn respond(code: u16, ty: &str, body: Vec<u8>, head_only: bool) -> Response<Full<Bytes>> {
+    let len = body.len();
+    let body = if head_only { Vec::new() } else { body };
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(ty) {
+        h.insert(CONTENT_TYPE, v);
     }
-    stream.flush()
+    h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    resp
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn get(path: &str, accept: Option<&str>) -> Request<()> {
+        let mut b = Request::builder().method(Method::GET).uri(path);
+        if let Some(a) = accept {
+            b = b.header(ACCEPT, a);
+        }
+        b.body(()).expect("request")
+    }
+
     #[test]
-    fn request_line_path_and_accept() {
-        let r = parse_request(
-            "GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\naccept: application/openmetrics-text;version=1.0.0\r\n\r\n",
-        )
-        .expect("parses");
-        assert_eq!(r.method, "GET");
-        assert_eq!(r.path, "/metrics");
-        assert!(r.accept.starts_with("application/openmetrics-text"));
-        assert_eq!(parse_request("garbage"), None);
-        assert_eq!(parse_request("GET /x FTP/1\r\n\r\n"), None);
+    fn routes_content_types_and_busy() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let shared = Shared::new(dir.path().to_path_buf(), Duration::from_secs(60));
+        let r = answer(&get("/metrics?x=1", None), &shared, false);
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()[CONTENT_TYPE], metrics::CLASSIC_TYPE);
+        let om = "application/openmetrics-text;version=1.0.0";
+        let r = answer(&get("/metrics", Some(om)), &shared, false);
+        assert_eq!(r.headers()[CONTENT_TYPE], metrics::OPENMETRICS_TYPE);
+        assert_eq!(answer(&get("/nope", None), &shared, false).status(), 404);
+        assert_eq!(answer(&get("/healthz", None), &shared, false).status(), 503);
+        shared.pass_done(Instant::now());
+        assert_eq!(answer(&get("/healthz", None), &shared, false).status(), 200);
+        assert_eq!(answer(&get("/metrics", None), &shared, true).status(), 503);
+        let post = Request::builder()
+            .method(Method::POST)
+            .uri("/metrics")
+            .body(())
+            .expect("request");
+        assert_eq!(answer(&post, &shared, false).status(), 405);
     }
 }
