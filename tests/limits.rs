@@ -329,3 +329,29 @@ fn shared_real_config_student_and_admin() {
         .success()
         .stdout("students\n");
 }
+
+#[test]
+fn membership_by_exact_name_then_by_sanitized_name() {
+    let f = Fixture::new(
+        "\
+defaults:
+  memory: 1g
+default_group: student
+groups:
+  student:
+    members: [Dup.User, carol]
+  researcher:
+    members: [dup_user, \"Mixed.Case\"]
+",
+    );
+    let c = config(&f);
+    assert_eq!(c.resolve("dup_user").group, "researcher");
+    assert_eq!(c.resolve("Dup.User").group, "student");
+    assert_eq!(c.resolve("carol").group, "student");
+    // No exact match: the member whose sanitized name is the same.
+    assert_eq!(c.resolve("Dup-User").group, "student");
+    assert_eq!(c.resolve("dup.user").group, "researcher");
+    assert_eq!(c.resolve("Mixed-Case@example.org").group, "researcher");
+    assert_eq!(c.resolve("mixed.case").membership, Membership::Default);
+    assert_eq!(c.resolve("nobody").membership, Membership::Default);
+}

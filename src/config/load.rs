@@ -153,6 +153,7 @@ fn load_inner(path: &Path, diags: &mut Diagnostics) -> Option<Config> {
         overrides: BTreeMap::new(),
         sections: BTreeMap::new(),
         pressure: PressureConfig::default(),
+        member_index: Default::default(),
     };
     for (k, v) in top {
         let Some(key) = d.key_text(k, "") else {
@@ -212,6 +213,7 @@ fn load_inner(path: &Path, diags: &mut Diagnostics) -> Option<Config> {
     let dir = path.parent().unwrap_or(Path::new("."));
     load_members_files(dir, &mut cfg, diags);
     load_overrides_file(&dir.join("user-overrides.yaml"), &mut cfg, diags);
+    cfg.index_members();
     Some(cfg)
 }
 

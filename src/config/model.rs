@@ -273,9 +273,35 @@ pub struct Config {
     /// `policies`, `container_types`, `monitoring`, `bare_metal_access`,
     /// `access_control`, and any unknown top-level key.
     pub sections: BTreeMap<String, Value>,
+    /// Where each member is, by name and by sanitized name (built by
+    /// [`Config::index_members`] once the groups are final): a lookup is O(1)
+    /// instead of a scan of every member list, which the proxy does per request.
+    pub(crate) member_index: MemberIndex,
+}
+
+/// (group index, member index) of the first member with a given name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct MemberIndex {
+    pub exact: std::collections::HashMap<String, (usize, usize)>,
+    pub sanitized: std::collections::HashMap<String, (usize, usize)>,
 }
 
 impl Config {
+    /// Rebuild the member index; first listed wins, as in a scan.
+    pub(crate) fn index_members(&mut self) {
+        let mut ix = MemberIndex::default();
+        for (gi, g) in self.groups.iter().enumerate() {
+            for (mi, m) in g.members.iter().enumerate() {
+                ix.exact.entry(m.name.clone()).or_insert((gi, mi));
+                let s = crate::naming::sanitize_user(&m.name);
+                if !s.is_empty() {
+                    ix.sanitized.entry(s).or_insert((gi, mi));
+                }
+            }
+        }
+        self.member_index = ix;
+    }
+
     pub fn group(&self, name: &str) -> Option<&Group> {
         self.groups.iter().find(|g| g.name == name)
     }

@@ -93,24 +93,19 @@ impl Config {
 
     /// The group membership of `user`, as described in the module docs.
     pub fn membership(&self, user: &str) -> Option<(&str, &Member)> {
-        let direct = self.groups.iter().find_map(|g| {
-            g.members
-                .iter()
-                .find(|m| m.name == user)
-                .map(|m| (g.name.as_str(), m))
-        });
-        direct.or_else(|| {
-            let s = sanitize_user(user);
-            if s.is_empty() {
-                return None;
-            }
-            self.groups.iter().find_map(|g| {
-                g.members
-                    .iter()
-                    .find(|m| sanitize_user(&m.name) == s)
-                    .map(|m| (g.name.as_str(), m))
-            })
-        })
+        let at = |&(gi, mi): &(usize, usize)| {
+            let g = self.groups.get(gi)?;
+            Some((g.name.as_str(), g.members.get(mi)?))
+        };
+        let ix = &self.member_index;
+        if let Some(hit) = ix.exact.get(user) {
+            return at(hit);
+        }
+        let s = sanitize_user(user);
+        if s.is_empty() {
+            return None;
+        }
+        ix.sanitized.get(&s).and_then(at)
     }
 
     pub fn resolve(&self, user: &str) -> Resolved {
