@@ -72,6 +72,8 @@ struct Daemon {
     /// (method, path?query, body)
     log: Vec<(String, String, Value)>,
     next: u32,
+    /// Connections the daemon has accepted.
+    accepted: usize,
 }
 
 type Shared = Arc<Mutex<Daemon>>;
@@ -274,6 +276,9 @@ async fn serve_daemon(socket: PathBuf, st: Shared) {
     let l = UnixListener::bind(&socket).expect("bind daemon");
     loop {
         let Ok((s, _)) = l.accept().await else { return };
+        if let Ok(mut d) = st.lock() {
+            d.accepted += 1;
+        }
         let st = st.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |r| daemon(st.clone(), r));
@@ -1091,4 +1096,30 @@ fn the_binary_serves_the_socket_and_forwards() {
             .iter()
             .any(|(_, p, _)| p == "/_ping")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_upstream_connections_are_reused_by_the_next_client() {
+    let e = Env::new().await;
+    let accepted = || e.st.lock().expect("lock").accepted;
+    for who in ["boss", "alice", "bob", "boss"] {
+        let (s, _) = e.req(who, "GET", "/_ping", None).await;
+        assert_eq!(s, 200);
+        // The client connection is gone once `req` returns; the proxy parks its
+        // upstream connection when it notices.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        accepted(),
+        1,
+        "four clients one after another, one upstream connection"
+    );
+    // Two clients at once need two.
+    let mut a = connect(&e.sockets["alice"]).await;
+    let mut b = connect(&e.sockets["bob"]).await;
+    for s in [&mut a, &mut b] {
+        let r = Request::get("/_ping").body(full("")).expect("req");
+        assert_eq!(s.send_request(r).await.expect("ping").status(), 200);
+    }
+    assert_eq!(accepted(), 2);
 }

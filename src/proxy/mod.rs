@@ -139,7 +139,18 @@ pub struct Proxy {
     ids: Mutex<HashMap<u32, (Instant, Option<Ident>)>>,
     engine: Engine,
     conns: Arc<tokio::sync::Semaphore>,
+    /// Idle upstream connections left by clients that went away, reused by new
+    /// clients (newest first): a new client connection then costs no connect to
+    /// the daemon. Upstream connections carry no identity — the daemon never knows
+    /// who calls — so reuse across users is safe; one that is mid-response or
+    /// upgraded is closed, never parked.
+    idle: Mutex<Vec<(Instant, Upstream)>>,
 }
+
+type Upstream = hyper::client::conn::http1::SendRequest<Body>;
+/// At most this many idle upstream connections are kept, each at most this long.
+const IDLE_UPSTREAM_MAX: usize = 64;
+const IDLE_UPSTREAM_TTL: Duration = Duration::from_secs(30);
 
 /// What the proxy knows about the caller of one request.
 struct Caller {
@@ -195,6 +206,7 @@ impl Proxy {
             ids: Mutex::new(HashMap::new()),
             engine,
             conns: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+            idle: Mutex::new(Vec::new()),
             opts,
         });
         p.reload(true);
@@ -364,6 +376,7 @@ impl Proxy {
             upstream: tokio::sync::Mutex::new(None),
         });
         let me = self.clone();
+        let ours = conn.clone();
         let svc = hyper::service::service_fn(move |req| {
             let me = me.clone();
             let conn = conn.clone();
@@ -374,6 +387,34 @@ impl Proxy {
             .serve_connection(TokioIo::new(stream), svc)
             .with_upgrades()
             .await;
+        let up = ours.upstream.lock().await.take();
+        if let Some(up) = up {
+            self.park(up);
+        }
+    }
+
+    /// Keep an upstream connection for the next client, if it is idle and open.
+    fn park(&self, up: Upstream) {
+        if up.is_closed() || !up.is_ready() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.retain(|(at, u)| at.elapsed() < IDLE_UPSTREAM_TTL && !u.is_closed());
+            if idle.len() < IDLE_UPSTREAM_MAX {
+                idle.push((Instant::now(), up));
+            }
+        }
+    }
+
+    /// The newest parked upstream connection that is still usable.
+    fn unpark(&self) -> Option<Upstream> {
+        let mut idle = self.idle.lock().ok()?;
+        while let Some((at, up)) = idle.pop() {
+            if at.elapsed() < IDLE_UPSTREAM_TTL && !up.is_closed() && up.is_ready() {
+                return Some(up);
+            }
+        }
+        None
     }
 
     async fn handle(self: &Arc<Self>, conn: &Conn, req: Request<Incoming>) -> Response<Body> {
@@ -818,12 +859,10 @@ fn with_query(mut req: Request<Body>, path: &str, query: &str) -> Result<Request
 /// one connection are sequential, so one upstream connection serves them all).
 struct Conn {
     peer: Peer,
-    upstream: tokio::sync::Mutex<Option<hyper::client::conn::http1::SendRequest<Body>>>,
+    upstream: tokio::sync::Mutex<Option<Upstream>>,
 }
 
-async fn connect_upstream(
-    socket: &Path,
-) -> Result<hyper::client::conn::http1::SendRequest<Body>, Reject> {
+async fn connect_upstream(socket: &Path) -> Result<Upstream, Reject> {
     let stream = UnixStream::connect(socket).await.map_err(|e| {
         Reject::new(
             StatusCode::BAD_GATEWAY,
@@ -860,7 +899,10 @@ async fn forward(
             _ => false,
         };
         if !reuse {
-            *g = Some(connect_upstream(&proxy.opts.upstream).await?);
+            *g = Some(match proxy.unpark() {
+                Some(up) => up,
+                None => connect_upstream(&proxy.opts.upstream).await?,
+            });
         }
         let Some(s) = g.as_mut() else {
             return Err(Reject::new(
@@ -942,7 +984,12 @@ pub fn run(opts: Options, listen: &Path, group: Option<&str>) -> Result<(), Stri
     let std_listener = listener(listen, group)
         .map_err(|e| format!("cannot listen on {}: {e}", listen.display()))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get().min(8)))
+        .worker_threads(
+            std::env::var("XT")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(2),
+        )
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
