@@ -34,6 +34,7 @@ pub const NAMES: &[&str] = &[
     "docker-daemon",
     "docker-cgroup",
     "docker-proxy",
+    "bind-roots",
     "slices",
     "memory-enforcement",
     "aggregate",
@@ -130,6 +131,7 @@ pub fn run(env: &CheckEnv, only: Option<&str>) -> Vec<CheckResult> {
             "docker-daemon" => check_daemon(&mut ctx),
             "docker-cgroup" => check_docker_cgroup(&mut ctx),
             "docker-proxy" => check_proxy(&ctx),
+            "bind-roots" => check_bind_roots(&ctx),
             "slices" => check_slices(&mut ctx),
             "memory-enforcement" => check_memory_enforcement(&mut ctx),
             "aggregate" => check_aggregate(&ctx),
@@ -357,6 +359,123 @@ fn check_proxy(ctx: &Ctx) -> CheckResult {
         )
     } else {
         r(name, Status::Fail, problems.join("; "), tags)
+    }
+}
+
+/// Every bind root of `container_security` must be on a `nosuid,nodev` mount, or
+/// binds from it are refused (root in a container could plant a setuid program or
+/// a device node there). Each offending mount, with the line that fixes it.
+fn check_bind_roots(ctx: &Ctx) -> CheckResult {
+    use crate::docker::security::{Host, RealHost};
+    let name = "bind-roots";
+    let tags = &["ROOT"];
+    let Some(cfg) = &ctx.cfg else {
+        return r(name, Status::Skip, "no valid config", tags);
+    };
+    let host = RealHost::new(None);
+    let mounts = match host.mounts() {
+        Ok(m) => m,
+        Err(e) => {
+            return r(
+                name,
+                Status::Fail,
+                format!("cannot read the mount table: {e}"),
+                tags,
+            );
+        }
+    };
+    // The places the roots name: `{home}` → the homes of the configured users,
+    // `/x/{user}` → /x (everything under it is on that mount or below).
+    let sec = &cfg.security;
+    let mut templates: Vec<String> = Vec::new();
+    let base = sec
+        .base
+        .bind_roots
+        .clone()
+        .unwrap_or_else(|| crate::docker::security::Policy::default().bind_roots);
+    let relaxed = sec
+        .groups
+        .values()
+        .map(|(r, _)| r)
+        .chain(sec.users.values())
+        .filter_map(|r| r.bind_roots.clone())
+        .flatten();
+    for root in base.into_iter().chain(relaxed) {
+        if !templates.contains(&root.path) {
+            templates.push(root.path);
+        }
+    }
+    let mut places: Vec<std::path::PathBuf> = Vec::new();
+    for t in &templates {
+        if t.contains("{home}") {
+            for u in cfg.all_users().iter().take(200) {
+                if let Some(uid) = crate::docker::identity::user_uid(&u.user)
+                    && let Some(h) = crate::docker::identity::home_dir(uid)
+                {
+                    places.push(h);
+                }
+            }
+        } else {
+            let fixed = t.split("{user}").next().unwrap_or(t);
+            places.push(std::path::PathBuf::from(fixed.trim_end_matches('/')));
+        }
+    }
+    let mut bad: Vec<String> = Vec::new();
+    let mut good = 0;
+    for place in places {
+        let Ok(canon) = std::fs::canonicalize(&place) else {
+            continue;
+        };
+        let Some(m) = mounts
+            .iter()
+            .filter(|m| canon.starts_with(&m.point))
+            .max_by_key(|m| m.point.as_os_str().len())
+        else {
+            continue;
+        };
+        if m.nosuid && m.nodev {
+            good += 1;
+            continue;
+        }
+        let fix = if m.point == std::path::Path::new("/") {
+            format!(
+                "{} is on the root file system: give it a mount of its own, e.g. in /etc/fstab `{0} {0} none bind,nosuid,nodev 0 0`, then `mount {0}`",
+                canon.display()
+            )
+        } else {
+            format!(
+                "add nosuid,nodev to the options of {0} in /etc/fstab, then `mount -o remount,nosuid,nodev {0}`",
+                m.point.display()
+            )
+        };
+        if !bad.contains(&fix) {
+            bad.push(fix);
+        }
+    }
+    if bad.is_empty() && good == 0 {
+        r(
+            name,
+            Status::Skip,
+            "no bind-root location exists on this host (no configured user has a home here)",
+            tags,
+        )
+    } else if bad.is_empty() {
+        r(
+            name,
+            Status::Pass,
+            format!("{good} bind-root location(s) checked, all on nosuid,nodev mounts"),
+            tags,
+        )
+    } else {
+        r(
+            name,
+            Status::Fail,
+            format!(
+                "binds from these are refused until fixed: {}",
+                bad.join("; ")
+            ),
+            tags,
+        )
     }
 }
 

@@ -355,3 +355,80 @@ groups:
     assert_eq!(c.resolve("mixed.case").membership, Membership::Default);
     assert_eq!(c.resolve("nobody").membership, Membership::Default);
 }
+
+#[test]
+fn container_security_decodes_strictly_and_merges_relaxations() {
+    let f = Fixture::new(
+        "\
+defaults:
+  memory: 1g
+default_group: student
+groups:
+  student:
+    members: [alice, bob]
+  researcher:
+    members: [rita]
+container_security:
+  cap_add: [cap_sys_ptrace]
+  bind_roots:
+    - \"{home}\"
+    - {path: /data, read_only: true}
+  groups:
+    researcher: {host_namespaces: [ipc], allow_privileged_ports: true}
+  users:
+    bob: {devices: [/dev/fuse]}
+",
+    );
+    let c = config(&f);
+    let s = &c.security;
+    let rita = s.policy_for("rita", "rita", "researcher");
+    assert_eq!(rita.cap_add, ["SYS_PTRACE"]);
+    assert_eq!(rita.host_namespaces, ["ipc"]);
+    assert!(rita.allow_privileged_ports && !rita.allow_privileged);
+    assert_eq!(rita.bind_roots.len(), 2);
+    assert!(rita.bind_roots[1].read_only);
+    let bob = s.policy_for("bob", "bob", "student");
+    assert_eq!(bob.devices, ["/dev/fuse"]);
+    assert!(bob.host_namespaces.is_empty() && !bob.allow_privileged_ports);
+    // Without the section: safe defaults.
+    let d = ds01::config::security::ContainerSecurity::default().policy_for("x", "x", "g");
+    assert!(d.cap_add.is_empty() && !d.allow_privileged && d.bind_roots.len() == 1);
+
+    // Strict: unknown keys, unknown groups, bad namespaces are errors with lines.
+    let bad = Fixture::new(
+        "\
+defaults:
+  memory: 1g
+groups:
+  student:
+    members: [alice]
+container_security:
+  cap_ad: [SYS_ADMIN]
+  host_namespaces: [pids]
+  bind_roots: [relative/path]
+  groups:
+    studnet: {allow_privileged: true}
+",
+    );
+    let loaded = load(&bad.config());
+    let errs: Vec<String> = loaded
+        .diagnostics
+        .items
+        .iter()
+        .filter(|d| d.severity == ds01::config::Severity::Error)
+        .map(|d| format!("{}:{} {}", d.line.unwrap_or(0), d.key, d.message))
+        .collect();
+    let all = errs.join("\n");
+    assert!(
+        all.contains("7:container_security.cap_ad unknown key (did you mean \"cap_add\"?)"),
+        "{all}"
+    );
+    assert!(all.contains("8:container_security.host_namespaces \"pids\" is not a namespace ds01 knows (did you mean \"pid\"?)"), "{all}");
+    assert!(
+        all.contains(
+            "9:container_security.bind_roots \"relative/path\": a bind root is an absolute path"
+        ),
+        "{all}"
+    );
+    assert!(all.contains("11:container_security.groups.studnet no group \"studnet\" in this config (did you mean \"student\"?)"), "{all}");
+}

@@ -1123,3 +1123,75 @@ async fn idle_upstream_connections_are_reused_by_the_next_client() {
     }
     assert_eq!(accepted(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_escapes_are_refused_for_students_not_for_admins() {
+    let e = Env::new().await;
+    for (name, hc, option) in [
+        ("p", json!({"Privileged": true}), "--privileged"),
+        ("c", json!({"CapAdd": ["SYS_ADMIN"]}), "--cap-add SYS_ADMIN"),
+        ("h", json!({"PidMode": "host"}), "--pid host"),
+        ("r", json!({"Binds": ["/:/host"]}), "-v /:/host"),
+        (
+            "s",
+            json!({"SecurityOpt": ["seccomp=unconfined"]}),
+            "--security-opt seccomp=unconfined",
+        ),
+    ] {
+        let (s, v) = e
+            .create("alice", name, json!({"Image": "i", "HostConfig": hc}))
+            .await;
+        assert_eq!(s, 403, "{v}");
+        let msg = v["message"].as_str().unwrap_or("");
+        assert!(msg.contains(option) && msg.contains("refused"), "{msg}");
+    }
+    assert!(
+        !e.forwarded("/containers/create"),
+        "nothing refused reached the daemon"
+    );
+    let denied: Vec<Value> = e
+        .events()
+        .into_iter()
+        .filter(|v| v["event_type"] == "security.denied")
+        .collect();
+    assert_eq!(denied.len(), 5, "{denied:?}");
+    assert_eq!(denied[0]["user"], "alice");
+    assert_eq!(denied[0]["details"]["option"], "--privileged");
+    assert_eq!(denied[0]["details"]["container"], "p");
+    assert_eq!(
+        denied[0]["details"]["config_key"],
+        "container_security.allow_privileged"
+    );
+    // Volumes that are bind mounts in disguise, and privileged exec.
+    let (s, _) = e
+        .req(
+            "alice",
+            "POST",
+            "/volumes/create",
+            Some(
+                json!({"Name": "v", "DriverOpts": {"type": "none", "o": "bind", "device": "/etc"}}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, _) = e.create("alice", "mine", json!({"Image": "i"})).await;
+    assert_eq!(s, 201);
+    let (s, v) = e
+        .req(
+            "alice",
+            "POST",
+            "/containers/mine/exec",
+            Some(json!({"Privileged": true, "Cmd": ["sh"]})),
+        )
+        .await;
+    assert_eq!(s, 403, "{v}");
+    // An admin keeps full Docker.
+    let (s, v) = e
+        .create(
+            "boss",
+            "adm",
+            json!({"Image": "i", "HostConfig": {"Privileged": true, "Binds": ["/:/host"], "PidMode": "host"}}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+}

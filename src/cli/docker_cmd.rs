@@ -2,7 +2,7 @@
 
 use crate::docker::args::{self, Command as DockerCommand};
 use crate::docker::engine::Engine;
-use crate::docker::{Decider, Decision, gpu, identity, inject_event, is_admin, usage};
+use crate::docker::{Decider, Decision, gpu, identity, inject_event, is_admin, security, usage};
 use crate::events::{Event, EventLog};
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -162,6 +162,33 @@ pub fn run(argv: Vec<OsString>, config_flag: Option<&Path>) -> i32 {
             req,
             changes,
         } => {
+            if !admin {
+                // The host-escape policy; the same check the proxy makes, here for
+                // a clear message early and for servers without the proxy.
+                let policy = cfg
+                    .security
+                    .policy_for(&user.user, &user.slice_user, &user.group);
+                let subject = security::Subject::lookup(
+                    me.uid,
+                    &me.name,
+                    &me.groups,
+                    Some(rustix::process::getgid().as_raw()),
+                );
+                if let Err(d) = security::check_create_blocking(
+                    &policy,
+                    &subject,
+                    &user.slice_user,
+                    &req.body,
+                    &Engine::from_env(),
+                ) {
+                    eprintln!("{}", d.message());
+                    log(
+                        &events,
+                        &d.event(&user.slice_user, SOURCE, run_args.value("name")),
+                    );
+                    return 1;
+                }
+            }
             for w in &warnings {
                 eprintln!("ds01: warning: {w}");
             }

@@ -62,6 +62,7 @@ const TOP_KEYS: &[&str] = &[
     "enforcement",
     "groups",
     "user_overrides",
+    "container_security",
 ];
 /// Top-level sections that real servers carry and ds01 keeps without interpreting.
 pub const KEPT_SECTIONS: &[&str] = &[
@@ -154,6 +155,7 @@ fn load_inner(path: &Path, diags: &mut Diagnostics) -> Option<Config> {
         sections: BTreeMap::new(),
         pressure: PressureConfig::default(),
         member_index: Default::default(),
+        security: Default::default(),
     };
     for (k, v) in top {
         let Some(key) = d.key_text(k, "") else {
@@ -183,6 +185,9 @@ fn load_inner(path: &Path, diags: &mut Diagnostics) -> Option<Config> {
                         }
                     }
                 }
+            }
+            "container_security" => {
+                cfg.security = super::security::decode(path, d.diags, v);
             }
             "user_overrides" => {
                 if let Some(m) = d.map_or_null(v, key) {
@@ -214,6 +219,8 @@ fn load_inner(path: &Path, diags: &mut Diagnostics) -> Option<Config> {
     load_members_files(dir, &mut cfg, diags);
     load_overrides_file(&dir.join("user-overrides.yaml"), &mut cfg, diags);
     cfg.index_members();
+    let names: Vec<&str> = cfg.groups.iter().map(|g| g.name.as_str()).collect();
+    super::security::check_groups(path, diags, &cfg.security, &names);
     Some(cfg)
 }
 

@@ -6,6 +6,7 @@ pub mod last_good;
 pub mod load;
 pub mod model;
 pub mod resolve;
+pub mod security;
 pub mod validate;
 pub mod yaml;
 

@@ -277,6 +277,8 @@ pub struct Config {
     /// [`Config::index_members`] once the groups are final): a lookup is O(1)
     /// instead of a scan of every member list, which the proxy does per request.
     pub(crate) member_index: MemberIndex,
+    /// `container_security`: what non-admin containers may ask of the host.
+    pub security: super::security::ContainerSecurity,
 }
 
 /// (group index, member index) of the first member with a given name.

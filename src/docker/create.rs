@@ -208,6 +208,7 @@ impl CreateRequest {
                 json!([gpu::parse_gpus_request(v)?.to_device_request()]),
             );
         }
+        security_fields(r, hc)?;
         Ok(CreateRequest {
             name: r.value("name").map(str::to_string),
             body,
@@ -306,6 +307,130 @@ impl CreateRequest {
 /// `--cpus` as the wrapper printed it before: `2`, `1.5`.
 pub fn cpus_text(c: f64) -> String {
     format_number((c * 1000.0).round() / 1000.0)
+}
+
+/// The host-facing options of `docker run` as the CLI sends them, for the
+/// host-escape policy (`docker::security`).
+fn security_fields(r: &RunArgs, hc: &mut Map<String, Value>) -> Result<(), String> {
+    if r.has("privileged") {
+        hc.insert("Privileged".into(), json!(true));
+    }
+    let list = |flag: &str| -> Vec<String> { r.values(flag).map(str::to_string).collect() };
+    for (flag, key) in [
+        ("cap-add", "CapAdd"),
+        ("security-opt", "SecurityOpt"),
+        ("device-cgroup-rule", "DeviceCgroupRules"),
+        ("volume", "Binds"),
+        ("volumes-from", "VolumesFrom"),
+    ] {
+        let v = list(flag);
+        if !v.is_empty() {
+            hc.insert(key.into(), json!(v));
+        }
+    }
+    for (flag, key) in [
+        ("pid", "PidMode"),
+        ("ipc", "IpcMode"),
+        ("uts", "UTSMode"),
+        ("userns", "UsernsMode"),
+        ("network", "NetworkMode"),
+        ("net", "NetworkMode"),
+        ("cgroupns", "CgroupnsMode"),
+        ("runtime", "Runtime"),
+        ("volume-driver", "VolumeDriver"),
+    ] {
+        if let Some(v) = r.value(flag) {
+            hc.insert(key.into(), json!(v));
+        }
+    }
+    let devices: Vec<Value> = r
+        .values("device")
+        .map(|d| {
+            let mut p = d.splitn(3, ':');
+            let host = p.next().unwrap_or("");
+            let inside = p.next().unwrap_or(host);
+            json!({"PathOnHost": host, "PathInContainer": inside,
+                   "CgroupPermissions": p.next().unwrap_or("rwm")})
+        })
+        .collect();
+    if !devices.is_empty() {
+        hc.insert("Devices".into(), Value::Array(devices));
+    }
+    let mut sysctls = Map::new();
+    for kv in r.values("sysctl") {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or(format!("--sysctl {kv:?} is not KEY=VALUE"))?;
+        sysctls.insert(k.to_string(), json!(v));
+    }
+    if !sysctls.is_empty() {
+        hc.insert("Sysctls".into(), Value::Object(sysctls));
+    }
+    let mut mounts = Vec::new();
+    for m in r.values("mount") {
+        let mut o = Map::new();
+        let mut ty = "volume".to_string();
+        for field in m.split(',') {
+            let (k, v) = field.split_once('=').unwrap_or((field, "true"));
+            match k {
+                "type" => ty = v.to_string(),
+                "source" | "src" => {
+                    o.insert("Source".into(), json!(v));
+                }
+                "target" | "destination" | "dst" => {
+                    o.insert("Target".into(), json!(v));
+                }
+                "readonly" | "ro" => {
+                    o.insert("ReadOnly".into(), json!(matches!(v, "true" | "1")));
+                }
+                "volume-driver" => {
+                    o.insert("VolumeOptions".into(), json!({"DriverConfig": {"Name": v}}));
+                }
+                "volume-opt" => {
+                    o.insert(
+                        "VolumeOptions".into(),
+                        json!({"DriverConfig": {"Options": {"opt": v}}}),
+                    );
+                }
+                _ => {}
+            }
+        }
+        o.insert("Type".into(), json!(ty));
+        mounts.push(Value::Object(o));
+    }
+    if !mounts.is_empty() {
+        hc.insert("Mounts".into(), Value::Array(mounts));
+    }
+    let mut ports = Map::new();
+    for p in r.values("publish") {
+        // [ip:]host:container[/proto]; the host part is what the policy reads.
+        let parts: Vec<&str> = p.rsplitn(3, ':').collect();
+        if parts.len() >= 2 {
+            let host = parts[1];
+            if let Some(a) = ports
+                .entry(parts[0].to_string())
+                .or_insert_with(|| json!([]))
+                .as_array_mut()
+            {
+                a.push(json!({"HostPort": host}));
+            }
+        }
+    }
+    if !ports.is_empty() {
+        hc.insert("PortBindings".into(), Value::Object(ports));
+    }
+    for (flag, key) in [
+        ("oom-score-adj", "OomScoreAdj"),
+        ("cpu-rt-runtime", "CpuRealtimeRuntime"),
+    ] {
+        if let Some(v) = r.value(flag) {
+            let n: i64 = v
+                .parse()
+                .map_err(|_| format!("--{flag} {v:?} is not a number"))?;
+            hc.insert(key.into(), json!(n));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

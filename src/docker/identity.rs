@@ -27,6 +27,42 @@ pub fn user_name(uid: u32) -> Option<(String, u32)> {
     Some((name, pwd.pw_gid))
 }
 
+/// The home directory of `uid`, from NSS.
+pub fn home_dir(uid: u32) -> Option<std::path::PathBuf> {
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: as in user_name.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
+    if rc != 0 || result.is_null() || pwd.pw_dir.is_null() {
+        return None;
+    }
+    // SAFETY: pw_dir points into `buf`, NUL-terminated by getpwuid_r.
+    let dir = unsafe { CStr::from_ptr(pwd.pw_dir) }
+        .to_string_lossy()
+        .into_owned();
+    (dir.starts_with('/') && dir != "/").then(|| std::path::PathBuf::from(dir))
+}
+
+/// The uid of a user name, from NSS.
+pub fn user_uid(name: &str) -> Option<u32> {
+    let cname = CString::new(name).ok()?;
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: as in user_name.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    (rc == 0 && !result.is_null()).then_some(pwd.pw_uid)
+}
+
 /// The primary gid of a user name, from NSS.
 pub fn user_gid(name: &str) -> Option<u32> {
     let cname = CString::new(name).ok()?;

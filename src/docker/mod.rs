@@ -11,6 +11,7 @@ pub mod create;
 pub mod engine;
 pub mod gpu;
 pub mod identity;
+pub mod security;
 pub mod usage;
 
 use crate::config::{Config, Resolved};

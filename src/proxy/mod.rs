@@ -29,6 +29,7 @@ pub mod route;
 use crate::config::last_good;
 use crate::config::{Config, Resolved};
 use crate::docker::engine::{Engine, percent_encode};
+use crate::docker::security;
 use crate::docker::{
     Client, CreateRequest, Decider, LABEL_USER, Verdict, gpu, identity, inject_event, is_admin,
     usage,
@@ -158,6 +159,8 @@ struct Caller {
     name: String,
     /// The sanitized name: the `ds01.user` label value.
     label_user: String,
+    /// Unix group names (NSS).
+    groups: Vec<String>,
     admin: bool,
     resolved: Option<Resolved>,
 }
@@ -299,6 +302,7 @@ impl Proxy {
                     peer,
                     name: "root".into(),
                     label_user: "root".into(),
+                    groups: Vec::new(),
                     admin: true,
                     resolved: None,
                 });
@@ -323,6 +327,7 @@ impl Proxy {
             peer,
             name: id.name,
             label_user,
+            groups: id.groups,
             admin,
             resolved,
         })
@@ -454,6 +459,9 @@ impl Proxy {
             }
             Route::Container(id) | Route::Commit(Some(id)) => {
                 self.own_container(&caller, &id).await?;
+                if req.method() == hyper::Method::POST && path.ends_with("/exec") {
+                    return self.exec_create(conn, &caller, req).await;
+                }
                 forward(self, conn, req).await
             }
             Route::Exec(id) => {
@@ -554,6 +562,7 @@ impl Proxy {
         };
         if !caller.admin {
             self.check_named_volumes(caller, &creq).await?;
+            self.check_security(caller, &creq).await?;
         }
         let wants_gpus = creq
             .body
@@ -686,6 +695,95 @@ impl Proxy {
         Ok(())
     }
 
+    /// The caller's host-escape policy.
+    fn security_policy(&self, user: &Resolved) -> security::Policy {
+        match self.policy() {
+            Some(cfg) => cfg
+                .security
+                .policy_for(&user.user, &user.slice_user, &user.group),
+            None => security::Policy::default(),
+        }
+    }
+
+    /// The caller as the file-system checks need them (NSS home and gids).
+    fn subject(&self, caller: &Caller) -> security::Subject {
+        security::Subject::lookup(
+            caller.peer.uid,
+            &caller.name,
+            &caller.groups,
+            Some(caller.peer.gid),
+        )
+    }
+
+    /// Log `security.denied` and answer 403 with the denial's message.
+    fn denied(&self, caller: &Caller, d: &security::Denial, container: Option<&str>) -> Reject {
+        let _ = self.opts.events.append(
+            &d.event(&caller.label_user, SOURCE, container)
+                .detail("uid", caller.peer.uid),
+        );
+        Reject::new(StatusCode::FORBIDDEN, d.message())
+    }
+
+    /// The host-escape policy on a create body: containers it refers to are
+    /// looked up first, the file-system checks run off the async workers (a hung
+    /// NFS home must not stall other clients).
+    async fn check_security(
+        self: &Arc<Self>,
+        caller: &Caller,
+        creq: &CreateRequest,
+    ) -> Result<(), Reject> {
+        let Some(user) = &caller.resolved else {
+            return Err(no_config());
+        };
+        let empty = Value::Null;
+        let hc = creq.body.get("HostConfig").unwrap_or(&empty);
+        let mut owned = HashMap::new();
+        for (_, id) in security::referenced_containers(hc) {
+            let mine = self.own_container(caller, &id).await.is_ok();
+            owned.insert(id, mine);
+        }
+        let policy = self.security_policy(user);
+        let subject = self.subject(caller);
+        let upstream = self.opts.upstream.clone();
+        let body = creq.body.clone();
+        let verdict = tokio::task::spawn_blocking(move || {
+            let host = security::RealHost::new(Some(&upstream));
+            let ctx = security::Ctx {
+                policy: &policy,
+                subject: &subject,
+                owned: &owned,
+                host: &host,
+            };
+            security::check_create(&ctx, &body)
+        })
+        .await
+        .map_err(|e| {
+            Reject::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("ds01: the security check failed ({e}); nothing was created"),
+            )
+        })?;
+        verdict.map_err(|d| self.denied(caller, &d, creq.name.as_deref()))
+    }
+
+    /// `POST /containers/{id}/exec`: no privileged exec for non-admins.
+    async fn exec_create(
+        self: &Arc<Self>,
+        conn: &Conn,
+        caller: &Caller,
+        req: Request<Body>,
+    ) -> Result<Response<Body>, Reject> {
+        let Some(user) = &caller.resolved else {
+            return Err(no_config());
+        };
+        let (parts, body) = req.into_parts();
+        let bytes = read_body(body).await?;
+        let obj = Value::Object(object_body(&bytes)?);
+        security::check_exec(&self.security_policy(user), &obj)
+            .map_err(|d| self.denied(caller, &d, None))?;
+        forward(self, conn, Request::from_parts(parts, full(bytes))).await
+    }
+
     async fn update(
         self: &Arc<Self>,
         conn: &Conn,
@@ -710,6 +808,21 @@ impl Proxy {
             admin: caller.admin,
             inventory: &inv,
         };
+        if !caller.admin {
+            let policy = self.security_policy(user);
+            let ctx_owned = HashMap::new();
+            let host = security::RealHost::new(Some(&self.opts.upstream));
+            let subject = self.subject(caller);
+            let ctx = security::Ctx {
+                policy: &policy,
+                subject: &subject,
+                owned: &ctx_owned,
+                host: &host,
+            };
+            if let Err(d) = security::check_update(&ctx, &creq.body["HostConfig"]) {
+                return Err(self.denied(caller, &d, None));
+            }
+        }
         if let Some(rf) = decider.judge_update(&creq) {
             let _ = self.opts.events.append(
                 &rf.event(user, SOURCE, "", None)
@@ -729,6 +842,12 @@ impl Proxy {
         let (parts, body) = req.into_parts();
         let bytes = read_body(body).await?;
         let mut obj = object_body(&bytes)?;
+        if !caller.admin
+            && let Err(d) = security::check_volume_create(&Value::Object(obj.clone()))
+        {
+            let name = obj.get("Name").and_then(Value::as_str).map(str::to_string);
+            return Err(self.denied(caller, &d, name.as_deref()));
+        }
         let labels = obj.entry("Labels").or_insert_with(|| json!({}));
         if !labels.is_object() {
             *labels = json!({});
