@@ -120,11 +120,17 @@ check "the greeting names her group and quota" 1 "$(echo "$out" | grep -c 'alice
 check "the greeting mentions the OOM kills" 1 "$(echo "$out" | grep -c 'killed for exceeding memory in the last 24h')"
 
 step "7. ds01 check on the real chain: every check PASS, none skipped"
+# /home is on the root file system (suid, dev): bind-roots names the fix; apply it.
+out=$(ds01 check --only bind-roots 2>&1)
+check "ds01 check bind-roots: FAIL on a suid /home, with the fstab line" 1 "$(echo "$out" | grep -c 'FAIL.*/home /home none bind,nosuid,nodev 0 0')" "$out"
+echo "/home /home none bind,nosuid,nodev 0 0" >>/etc/fstab
+mount /home
+check "after the fix, /home is nosuid,nodev" "nosuid nodev" "$(findmnt -no OPTIONS /home | tr ',' '\n' | grep -E '^(nosuid|nodev)$' | tr '\n' ' ' | sed 's/ $//')"
 as alice "docker run -d --name alice-c4 --network none ds01-test:latest sleep 600" >/dev/null 2>&1
 ds01 collect >/dev/null 2>&1
 out=$(ds01 check --image ds01-test:latest 2>&1); rc=$?
 check "ds01 check exits 0" 0 "$rc" "$out"
-check "ds01 check: 12/13 passed, only docker-proxy skipped (not switched on yet)" 1 "$(echo "$out" | grep -c 'Results: 12/13 passed, 0 failed, 1 skipped')"
+check "ds01 check: 13/14 passed, only docker-proxy skipped (not switched on yet)" 1 "$(echo "$out" | grep -c 'Results: 13/14 passed, 0 failed, 1 skipped')"
 systemctl start ds01-collect.service
 check "the installed collect unit runs (hardened) and succeeds" 0 "$(systemctl show -p ExecMainStatus --value ds01-collect.service)" "$(journalctl -u ds01-collect.service -n 5 --no-pager 2>&1 | tail -3)"
 
@@ -290,6 +296,51 @@ check "with a broken config, --cgroup-parent is still refused" 1 "$([ $rc != 0 ]
 check "config.invalid logged" 1 "$(grep -c '"event_type":"config.invalid"' /var/log/ds01/events.jsonl | awk '{print ($1 >= 1)}')"
 cp /tmp/good.yaml /etc/ds01/resource-limits.yaml
 /usr/bin/docker rm -f p-broken >/dev/null 2>&1
+
+# 7e. The host-escape policy (issue #15): as alice, through the CLI and the SDK.
+denied() { grep -c '"event_type":"security.denied"' /var/log/ds01/events.jsonl 2>/dev/null || echo 0; }
+DISK=$(lsblk -ndpo NAME -e 7,11 | head -1)
+as alice "ln -sfn /etc /home/alice/etc-link"
+as bob "/usr/bin/docker volume create bobvol" >/dev/null 2>&1
+try_refused() { # LABEL NEEDLE DOCKER-ARGS...
+    local label=$1 needle=$2; shift 2
+    local before out rc n; before=$(denied)
+    out=$(as alice "/usr/bin/docker run --name esc-x --network none $* ds01-test:latest true" 2>&1); rc=$?
+    n=$(/usr/bin/docker ps -aq --filter name=esc-x | wc -l)
+    if [ $rc != 0 ] && [ "$n" = 0 ] && echo "$out" | grep -qF -- "$needle"; then pass "refused: $label"; else fail "refused: $label" "rc=$rc containers=$n $(echo "$out" | head -2)"; fi
+    /usr/bin/docker rm -f esc-x >/dev/null 2>&1
+    [ "$needle" = "volume" ] || [ "$needle" = "cgroup" ] || [ "$(denied)" -gt "$before" ] || fail "no security.denied event for $label"
+}
+try_refused "--privileged" "--privileged refused" --privileged
+try_refused "--cap-add SYS_ADMIN" "--cap-add SYS_ADMIN refused" --cap-add SYS_ADMIN
+try_refused "--pid host" "--pid host refused" --pid host
+try_refused "--security-opt seccomp=unconfined" "seccomp=unconfined refused" --security-opt seccomp=unconfined
+try_refused "--device $DISK" "--device $DISK refused" --device $DISK
+try_refused "-v /:/host" "outside the places you may mount from" -v /:/host
+try_refused "-v /etc:/x" "outside the places you may mount from" -v /etc:/x
+try_refused "a bind of bob's home" "outside the places you may mount from" -v /home/bob:/b
+try_refused "a symlink in her home to /etc" "it resolves to /etc" -v /home/alice/etc-link:/e
+try_refused "the Docker socket" "Docker socket" -v /var/run/docker.sock:/s
+try_refused "--cgroup-parent" "cgroup" --cgroup-parent=system.slice
+try_refused "bob's named volume" "volume" -v bobvol:/v
+out=$(as alice "python3 -c 'import docker; docker.from_env().containers.create(\"ds01-test:latest\", \"true\", name=\"esc-sdk\", privileged=True)'" 2>&1)
+check "SDK: privileged=True refused with the message" 1 "$(echo "$out" | grep -c 'privileged refused')" "$(echo "$out" | tail -1)"
+out=$(as alice "python3 -c 'import docker; docker.from_env().containers.create(\"ds01-test:latest\", \"true\", name=\"esc-sdk\", volumes=[\"/:/host\"])'" 2>&1)
+check "SDK: a bind of / refused" 1 "$(echo "$out" | grep -c 'outside the places you may mount from')" "$(echo "$out" | tail -1)"
+check "SDK: no container created" 0 "$(/usr/bin/docker ps -aq --filter name=esc-sdk | wc -l)"
+# The two classic escalations, end to end, with her own home bind-mounted.
+as alice "cp /usr/bin/id /home/alice/myid"
+out=$(as alice "/usr/bin/docker run --rm --network none -v /home/alice:/h ds01-test:latest sh -c 'chown 0:0 /h/myid && chmod 4755 /h/myid && ls -l /h/myid'" 2>&1)
+check "root in the container made a setuid-root copy in her home" 1 "$(echo "$out" | grep -c '^-rwsr-xr-x.*root.*root')" "$out"
+check "run on the host, it prints alice's uid, not 0" "$(id -u alice)" "$(as alice '/home/alice/myid -u' 2>&1)"
+read -r MAJ MIN <<<"$(stat -c '%t %T' "$DISK")"
+out=$(as alice "/usr/bin/docker run --rm --network none -v /home/alice:/h ds01-test:latest mknod /h/disk b $((16#$MAJ)) $((16#$MIN))" 2>&1)
+check "root in the container made a block-device node of $DISK in her home" b "$(stat -c '%F' /home/alice/disk 2>&1 | cut -c1)" "$out"
+out=$(as alice "head -c 512 /home/alice/disk" 2>&1); rc=$?
+check "alice cannot read the disk through it on the host (nodev)" 1 "$([ $rc != 0 ] && echo 1 || echo 0)" "$(echo "$out" | head -1)"
+rm -f /home/alice/disk /home/alice/myid
+out=$(as boss "/usr/bin/docker run --rm --network none --privileged --pid host -v /:/host ds01-test:latest true" 2>&1); rc=$?
+check "an admin keeps full Docker (--privileged --pid host -v /:/host)" 0 "$rc" "$out"
 
 # Restarts lose no container.
 pid_before=$(/usr/bin/docker inspect -f '{{.State.Pid}}' p-cli)
