@@ -92,20 +92,8 @@ const KEYS: &[&str] = &[
     "bind_roots",
     "allow_privileged_ports",
 ];
-const SECTION_KEYS: &[&str] = &[
-    "allow_privileged",
-    "cap_add",
-    "security_opt",
-    "host_namespaces",
-    "devices",
-    "allow_device_cgroup_rules",
-    "sysctls",
-    "runtimes",
-    "bind_roots",
-    "allow_privileged_ports",
-    "groups",
-    "users",
-];
+/// The section's own level also has `groups` and `users`.
+const LEVEL_KEYS: &[&str] = &["groups", "users"];
 
 impl Default for Policy {
     fn default() -> Policy {
@@ -395,8 +383,11 @@ impl Dec<'_> {
                 "runtimes" => r.runtimes = self.strings(v, &key),
                 "bind_roots" => r.bind_roots = self.roots(v, &key),
                 other => {
-                    let known = if section { SECTION_KEYS } else { KEYS };
-                    let hint = did_you_mean(other, known)
+                    let mut known = KEYS.to_vec();
+                    if section {
+                        known.extend_from_slice(LEVEL_KEYS);
+                    }
+                    let hint = did_you_mean(other, &known)
                         .map(|s| format!(" (did you mean {s:?}?)"))
                         .unwrap_or_default();
                     self.error(k.line, &key, format!("unknown key{hint}"));

@@ -44,8 +44,8 @@ pub fn home_dir(uid: u32) -> Option<std::path::PathBuf> {
     (dir.starts_with('/') && dir != "/").then(|| std::path::PathBuf::from(dir))
 }
 
-/// The uid of a user name, from NSS.
-pub fn user_uid(name: &str) -> Option<u32> {
+/// (uid, primary gid) of a user name, from NSS.
+fn passwd_ids(name: &str) -> Option<(u32, u32)> {
     let cname = CString::new(name).ok()?;
     let mut buf = vec![0 as libc::c_char; 16 * 1024];
     let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
@@ -60,26 +60,17 @@ pub fn user_uid(name: &str) -> Option<u32> {
             &mut result,
         )
     };
-    (rc == 0 && !result.is_null()).then_some(pwd.pw_uid)
+    (rc == 0 && !result.is_null()).then_some((pwd.pw_uid, pwd.pw_gid))
+}
+
+/// The uid of a user name, from NSS.
+pub fn user_uid(name: &str) -> Option<u32> {
+    passwd_ids(name).map(|(uid, _)| uid)
 }
 
 /// The primary gid of a user name, from NSS.
 pub fn user_gid(name: &str) -> Option<u32> {
-    let cname = CString::new(name).ok()?;
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: as in user_name.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            cname.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    (rc == 0 && !result.is_null()).then_some(pwd.pw_gid)
+    passwd_ids(name).map(|(_, gid)| gid)
 }
 
 fn group_name(gid: u32) -> Option<String> {
