@@ -438,9 +438,14 @@ fn check_bind_roots(ctx: &Ctx) -> CheckResult {
             continue;
         }
         let fix = if m.point == std::path::Path::new("/") {
+            // One mount for the directory the homes are in (/home), not one per user.
+            let at = canon
+                .parent()
+                .filter(|p| *p != std::path::Path::new("/"))
+                .unwrap_or(&canon);
             format!(
                 "{} is on the root file system: give it a mount of its own, e.g. in /etc/fstab `{0} {0} none bind,nosuid,nodev 0 0`, then `mount {0}`",
-                canon.display()
+                at.display()
             )
         } else {
             format!(

@@ -322,29 +322,9 @@ impl PassReport {
     }
 }
 
-/// Hold the state lock for the life of the value.
-struct StateLock(#[allow(dead_code)] std::fs::File);
-
-fn lock_state(dir: &Path, wait: Duration) -> Result<StateLock, String> {
-    use rustix::fs::{FlockOperation, flock};
+fn lock_state(dir: &Path, wait: Duration) -> Result<crate::fsutil::FileLock, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let path = dir.join(LOCK_FILE);
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let deadline = std::time::Instant::now() + wait;
-    loop {
-        match flock(&f, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => return Ok(StateLock(f)),
-            Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => return Err(format!("cannot lock {}: {e}", path.display())),
-        }
-    }
+    crate::fsutil::lock(&dir.join(LOCK_FILE), wait)
 }
 
 /// One pass at time `now`.

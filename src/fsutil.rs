@@ -56,6 +56,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     result
 }
 
+/// An exclusive `flock` held for the life of the value.
+pub struct FileLock(#[allow(dead_code)] std::fs::File);
+
+/// Take an exclusive `flock` on `path` (created if missing), waiting up to `wait`.
+pub fn lock(path: &Path, wait: std::time::Duration) -> Result<FileLock, String> {
+    use rustix::fs::{FlockOperation, flock};
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match flock(&f, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(FileLock(f)),
+            Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(format!("cannot lock {}: {e}", path.display())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

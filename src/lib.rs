@@ -13,6 +13,7 @@ pub mod docker;
 pub mod events;
 pub mod fsutil;
 pub mod greet;
+pub mod lifecycle;
 pub mod monitor;
 pub mod naming;
 pub mod paths;

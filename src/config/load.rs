@@ -156,6 +156,7 @@ fn load_inner(path: &Path, diags: &mut Diagnostics) -> Option<Config> {
         pressure: PressureConfig::default(),
         member_index: Default::default(),
         security: Default::default(),
+        lifecycle: Default::default(),
     };
     for (k, v) in top {
         let Some(key) = d.key_text(k, "") else {
@@ -210,6 +211,12 @@ fn load_inner(path: &Path, diags: &mut Diagnostics) -> Option<Config> {
                     && let Some(pm) = d.map_or_null(pv, "monitoring.pressure")
                 {
                     cfg.pressure = d.pressure(pm);
+                }
+                if other == "policies" {
+                    super::lifecycle::decode_policies(path, d.diags, v, &mut cfg.lifecycle);
+                }
+                if other == "container_types" {
+                    super::lifecycle::decode_types(path, d.diags, v, &mut cfg.lifecycle);
                 }
                 cfg.sections.insert(other.to_string(), v.to_json());
             }

@@ -3,6 +3,7 @@
 
 pub mod diag;
 pub mod last_good;
+pub mod lifecycle;
 pub mod load;
 pub mod model;
 pub mod resolve;

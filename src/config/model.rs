@@ -279,6 +279,8 @@ pub struct Config {
     pub(crate) member_index: MemberIndex,
     /// `container_security`: what non-admin containers may ask of the host.
     pub security: super::security::ContainerSecurity,
+    /// `policies` and `container_types`: idle and runtime limits (`ds01 lifecycle`).
+    pub lifecycle: super::lifecycle::LifecyclePolicy,
 }
 
 /// (group index, member index) of the first member with a given name.
@@ -306,6 +308,21 @@ impl Config {
 
     pub fn group(&self, name: &str) -> Option<&Group> {
         self.groups.iter().find(|g| g.name == name)
+    }
+
+    /// `monitoring.infrastructure_containers`: name prefixes of containers that
+    /// lifecycle enforcement never touches.
+    pub fn infrastructure_containers(&self) -> Vec<String> {
+        self.sections
+            .get("monitoring")
+            .and_then(|m| m.get("infrastructure_containers"))
+            .and_then(Value::as_array)
+            .map(|v| {
+                v.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// User names listed in `access_control.admin_users`.

@@ -87,6 +87,16 @@ impl Engine {
             .await
     }
 
+    /// POST with no body; the status (the body is read and dropped).
+    pub async fn post_empty_async(&self, path: &str) -> Result<u16, EngineError> {
+        Ok(self.exchange(hyper::Method::POST, path, None).await?.0)
+    }
+
+    /// DELETE `path`; the status.
+    pub async fn delete_async(&self, path: &str) -> Result<u16, EngineError> {
+        Ok(self.exchange(hyper::Method::DELETE, path, None).await?.0)
+    }
+
     /// `GET /_ping`: the value of the `ds01-proxy` header (`None`: the daemon itself
     /// answered, not ds01's proxy). Blocking.
     pub fn proxy_header(&self) -> Result<Option<String>, EngineError> {

@@ -113,6 +113,12 @@ pub fn write_alerts(
     alerts: &[(String, String)],
     expires: jiff::Timestamp,
 ) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let _lock = crate::fsutil::lock(
+        &dir.join(crate::lifecycle::notify::ALERTS_LOCK),
+        Duration::from_secs(5),
+    )
+    .map_err(std::io::Error::other)?;
     let path = dir.join(format!("{user}.json"));
     let mut list: Vec<Value> = std::fs::read_to_string(&path)
         .ok()

@@ -1,0 +1,414 @@
+//! Where lifecycle's facts come from: the Engine API (containers, stop, remove) and
+//! the kernel (a container scope's `cpu.stat`, its network namespace's
+//! `/proc/<pid>/net/dev`) and `nvidia-smi` for GPU utilisation. Behind two traits so
+//! the rules are tested against fakes.
+
+use super::{Container, GpuSignal, RunState, Sample};
+use crate::docker::engine::{Engine, EngineError, percent_encode};
+use crate::docker::gpu;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub trait Docker {
+    /// Every container labelled `ds01.user`, running or not.
+    fn containers(&mut self) -> Result<Vec<Container>, String>;
+    /// Stop these `(id, grace seconds)` at once; one result each.
+    fn stop_all(&mut self, stops: &[(String, u64)]) -> Vec<Result<(), String>>;
+    fn remove(&mut self, id: &str) -> Result<(), String>;
+    /// GPU devices on the host (0 = none).
+    fn gpu_devices(&self) -> usize;
+}
+
+pub trait Probe {
+    /// Called once per pass with the running containers, before any `sample`.
+    fn prepare(&mut self, running: &[&Container]);
+    fn sample(&self, c: &Container, now: jiff::Timestamp) -> Sample;
+}
+
+/// The Engine API. Inspects are cached per container and repeated only when its
+/// state changes or its init process is gone (a restart).
+pub struct EngineDocker {
+    pub engine: Engine,
+    pub inventory: gpu::Inventory,
+    pub proc_root: PathBuf,
+    cache: HashMap<String, Container>,
+}
+
+impl EngineDocker {
+    pub fn new(engine: Engine, inventory: gpu::Inventory, proc_root: PathBuf) -> Self {
+        EngineDocker {
+            engine,
+            inventory,
+            proc_root,
+            cache: HashMap::new(),
+        }
+    }
+}
+
+fn state_of(s: &str) -> RunState {
+    match s {
+        "running" => RunState::Running,
+        "exited" | "dead" => RunState::Exited,
+        "created" => RunState::Created,
+        other => RunState::Other(other.to_string()),
+    }
+}
+
+/// A Docker time (`0001-01-01T00:00:00Z` = never).
+fn docker_time(v: Option<&Value>) -> Option<jiff::Timestamp> {
+    let t: jiff::Timestamp = v?.as_str()?.parse().ok()?;
+    (t.as_second() > 0).then_some(t)
+}
+
+/// A [`Container`] from `GET /containers/{id}/json`.
+pub fn from_inspect(i: &Value) -> Option<Container> {
+    let label = |k: &str| {
+        i.pointer("/Config/Labels")
+            .and_then(|l| l.get(k))
+            .and_then(Value::as_str)
+    };
+    let user = label("ds01.user")?.to_string();
+    let id = i.get("Id")?.as_str()?.to_string();
+    let mut gpus: Vec<String> = Vec::new();
+    for r in i
+        .pointer("/HostConfig/DeviceRequests")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(ids) = r.get("DeviceIDs").and_then(Value::as_array)
+            && !ids.is_empty()
+        {
+            gpus.extend(ids.iter().filter_map(|x| x.as_str().map(str::to_string)));
+        } else if r.get("Count").and_then(Value::as_i64).unwrap_or(0) != 0 {
+            gpus.push("all".into());
+        }
+    }
+    if gpus.is_empty()
+        && let Some(env) = i.pointer("/Config/Env").and_then(Value::as_array)
+    {
+        for e in env.iter().filter_map(Value::as_str) {
+            if let Some(v) = e.strip_prefix("NVIDIA_VISIBLE_DEVICES=")
+                && !v.is_empty()
+                && v != "void"
+                && v != "none"
+            {
+                gpus.extend(v.split(',').map(|s| s.trim().to_string()));
+            }
+        }
+    }
+    Some(Container {
+        name: i
+            .get("Name")
+            .and_then(Value::as_str)
+            .map_or_else(|| id.chars().take(12).collect(), |n| n.trim_start_matches('/').to_string()),
+        id,
+        user,
+        ctype: label("ds01.container_type").unwrap_or("unknown").to_string(),
+        state: state_of(
+            i.pointer("/State/Status")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
+        ),
+        created: docker_time(i.get("Created")).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+        started: docker_time(i.pointer("/State/StartedAt")),
+        finished: docker_time(i.pointer("/State/FinishedAt")),
+        pid: i
+            .pointer("/State/Pid")
+            .and_then(Value::as_u64)
+            .filter(|p| *p > 0)
+            .map(|p| p as u32),
+        gpus,
+        protected_label: label("ds01.protected") == Some("true"),
+    })
+}
+
+impl Docker for EngineDocker {
+    fn containers(&mut self) -> Result<Vec<Container>, String> {
+        let filters = serde_json::json!({ "label": ["ds01.user"] }).to_string();
+        let list = self
+            .engine
+            .get(&format!(
+                "/containers/json?all=1&filters={}",
+                percent_encode(&filters)
+            ))
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for entry in list.as_array().into_iter().flatten() {
+            let Some(id) = entry.get("Id").and_then(Value::as_str) else {
+                continue;
+            };
+            seen.insert(id.to_string());
+            let state = state_of(entry.get("State").and_then(Value::as_str).unwrap_or(""));
+            let fresh = self.cache.get(id).is_some_and(|c| {
+                c.state == state
+                    && (state != RunState::Running
+                        || c.pid
+                            .is_some_and(|p| self.proc_root.join(p.to_string()).exists()))
+            });
+            if !fresh {
+                match self.engine.inspect(id) {
+                    Ok(i) => {
+                        if let Some(c) = from_inspect(&i) {
+                            self.cache.insert(id.to_string(), c);
+                        }
+                    }
+                    // Gone between the list and the inspect.
+                    Err(EngineError::Status { status: 404, .. }) => continue,
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            if let Some(c) = self.cache.get(id) {
+                out.push(c.clone());
+            }
+        }
+        self.cache.retain(|id, _| seen.contains(id));
+        Ok(out)
+    }
+
+    fn stop_all(&mut self, stops: &[(String, u64)]) -> Vec<Result<(), String>> {
+        let engine = self.engine.clone();
+        let stops = stops.to_vec();
+        let n = stops.len();
+        let run = async move {
+            let mut set = tokio::task::JoinSet::new();
+            for (i, (id, grace)) in stops.into_iter().enumerate() {
+                let mut e = engine.clone();
+                e.timeout = Duration::from_secs(grace + 30);
+                set.spawn(async move {
+                    let path = format!("/containers/{}/stop?t={grace}", percent_encode(&id));
+                    let r = match e.post_empty_async(&path).await {
+                        // 304: already stopped.
+                        Ok(s) if (200..300).contains(&s) || s == 304 => Ok(()),
+                        Ok(s) => Err(format!("docker stop {id}: HTTP {s}")),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    (i, r)
+                });
+            }
+            let mut out: Vec<Result<(), String>> = vec![Err("not run".into()); n];
+            while let Some(done) = set.join_next().await {
+                if let Ok((i, r)) = done {
+                    out[i] = r;
+                }
+            }
+            out
+        };
+        match crate::docker::engine::block_on(run) {
+            Ok(r) => r,
+            Err(e) => (0..n).map(|_| Err(e.to_string())).collect(),
+        }
+    }
+
+    fn remove(&mut self, id: &str) -> Result<(), String> {
+        let path = format!("/containers/{}", percent_encode(id));
+        match crate::docker::engine::block_on(self.engine.delete_async(&path)) {
+            Ok(Ok(s)) if (200..300).contains(&s) || s == 404 => Ok(()),
+            Ok(Ok(s)) => Err(format!("docker rm {id}: HTTP {s}")),
+            Ok(Err(e)) | Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn gpu_devices(&self) -> usize {
+        self.inventory.all().0
+    }
+}
+
+/// The kernel and `nvidia-smi`.
+pub struct RealProbe {
+    pub cgroup_root: PathBuf,
+    pub proc_root: PathBuf,
+    scopes: HashMap<String, PathBuf>,
+    /// GPU utilisation by index and by UUID; `None` = not read (or unreadable).
+    gpu_util: Option<HashMap<String, f64>>,
+}
+
+impl RealProbe {
+    pub fn new(cgroup_root: PathBuf, proc_root: PathBuf) -> Self {
+        RealProbe {
+            cgroup_root,
+            proc_root,
+            scopes: HashMap::new(),
+            gpu_util: None,
+        }
+    }
+}
+
+/// `nvidia-smi --query-gpu=index,uuid,utilization.gpu`: utilisation by index and
+/// by UUID (`DS01_NVIDIA_SMI` overrides the command, as for the inventory).
+pub fn gpu_utilisation() -> Option<HashMap<String, f64>> {
+    let cmd = std::env::var("DS01_NVIDIA_SMI").unwrap_or_else(|_| "nvidia-smi".into());
+    let mut parts = cmd.split_whitespace();
+    let prog = parts.next()?;
+    let o = std::process::Command::new(prog)
+        .args(parts)
+        .args([
+            "--query-gpu=index,uuid,utilization.gpu",
+            "--format=csv,noheader,nounits",
+        ])
+        .output()
+        .ok()?;
+    if !o.status.success() {
+        return None;
+    }
+    Some(parse_gpu_utilisation(&String::from_utf8_lossy(&o.stdout)))
+}
+
+pub fn parse_gpu_utilisation(text: &str) -> HashMap<String, f64> {
+    let mut m = HashMap::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(',').map(str::trim).collect();
+        if let [idx, uuid, util] = f[..]
+            && let Ok(u) = util.parse::<f64>()
+        {
+            m.insert(idx.to_string(), u);
+            m.insert(uuid.to_string(), u);
+        }
+    }
+    m
+}
+
+/// Bytes received + sent on every interface but `lo`, from `/proc/<pid>/net/dev`.
+pub fn parse_net_dev(text: &str) -> Option<u64> {
+    let mut total = 0u64;
+    let mut any = false;
+    for line in text.lines().skip(2) {
+        let (iface, rest) = line.split_once(':')?;
+        any = true;
+        if iface.trim() == "lo" {
+            continue;
+        }
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        total = total
+            .saturating_add(*f.first()?)
+            .saturating_add(*f.get(8)?);
+    }
+    any.then_some(total)
+}
+
+impl Probe for RealProbe {
+    fn prepare(&mut self, running: &[&Container]) {
+        self.scopes.clear();
+        if let Ok(w) = crate::cgroup::walk(&self.cgroup_root) {
+            for s in &w.slices {
+                self.scopes
+                    .extend(crate::cgroup::container_scopes(&s.dir.path));
+            }
+        }
+        self.gpu_util = if running.iter().any(|c| !c.gpus.is_empty()) {
+            gpu_utilisation()
+        } else {
+            None
+        };
+    }
+
+    fn sample(&self, c: &Container, now: jiff::Timestamp) -> Sample {
+        let cpu_usec = self.scopes.get(&c.id).and_then(|p| {
+            crate::cgroup::CgroupDir::new(p.clone())
+                .cpu_usage_usec()
+                .ok()
+                .flatten()
+        });
+        let net_bytes = c.pid.and_then(|pid| {
+            std::fs::read_to_string(self.proc_root.join(pid.to_string()).join("net/dev"))
+                .ok()
+                .and_then(|t| parse_net_dev(&t))
+        });
+        let gpu = gpu_signal(&c.gpus, self.gpu_util.as_ref());
+        Sample {
+            at: now,
+            cpu_usec,
+            net_bytes,
+            gpu,
+        }
+    }
+}
+
+/// The busiest of the container's GPUs (`all`: of every GPU).
+pub fn gpu_signal(gpus: &[String], util: Option<&HashMap<String, f64>>) -> GpuSignal {
+    if gpus.is_empty() {
+        return GpuSignal::NoGpu;
+    }
+    let Some(util) = util else {
+        return GpuSignal::Unknown;
+    };
+    let mut best: Option<f64> = None;
+    for g in gpus {
+        let vals: Vec<f64> = if g == "all" {
+            util.values().copied().collect()
+        } else {
+            match util.get(g) {
+                Some(v) => vec![*v],
+                None => return GpuSignal::Unknown,
+            }
+        };
+        for v in vals {
+            best = Some(best.map_or(v, |b: f64| b.max(v)));
+        }
+    }
+    best.map_or(GpuSignal::Unknown, GpuSignal::Util)
+}
+
+/// Where the real daemon is: the root-only socket when the proxy owns
+/// `/run/docker.sock`, else `DOCKER_HOST` / the default.
+pub fn default_engine() -> Engine {
+    let upstream = Path::new(crate::proxy::DEFAULT_UPSTREAM);
+    if upstream.exists() {
+        Engine::new(upstream)
+    } else {
+        Engine::from_env()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn net_dev_sums_all_but_loopback() {
+        let t = "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo: 1000 10 0 0 0 0 0 0 1000 10 0 0 0 0 0 0\n  eth0: 5000 7 0 0 0 0 0 0 300 3 0 0 0 0 0 0\n";
+        assert_eq!(parse_net_dev(t), Some(5300));
+        assert_eq!(parse_net_dev("garbage"), None);
+    }
+
+    #[test]
+    fn gpu_signal_takes_the_busiest_and_unknown_is_busy() {
+        let u = parse_gpu_utilisation("0, GPU-aaa, 3\n1, GPU-bbb, 80\n2, MIG-x, [N/A]\n");
+        assert_eq!(gpu_signal(&[], Some(&u)), GpuSignal::NoGpu);
+        assert_eq!(gpu_signal(&["0".into()], Some(&u)), GpuSignal::Util(3.0));
+        assert_eq!(
+            gpu_signal(&["GPU-aaa".into(), "1".into()], Some(&u)),
+            GpuSignal::Util(80.0)
+        );
+        assert_eq!(gpu_signal(&["all".into()], Some(&u)), GpuSignal::Util(80.0));
+        assert_eq!(gpu_signal(&["2".into()], Some(&u)), GpuSignal::Unknown);
+        assert_eq!(gpu_signal(&["0".into()], None), GpuSignal::Unknown);
+    }
+
+    #[test]
+    fn inspect_to_container() {
+        let i = serde_json::json!({
+            "Id": "abc123", "Name": "/alice-train", "Created": "2026-12-01T10:00:00.5Z",
+            "Config": {"Labels": {"ds01.user": "alice", "ds01.container_type": "compose", "ds01.protected": "true"},
+                       "Env": ["NVIDIA_VISIBLE_DEVICES=1,2"]},
+            "State": {"Status": "running", "StartedAt": "2026-12-01T10:00:01Z", "FinishedAt": "0001-01-01T00:00:00Z", "Pid": 4242},
+            "HostConfig": {}
+        });
+        let c = from_inspect(&i).expect("ds01 container");
+        assert_eq!(c.name, "alice-train");
+        assert_eq!(c.ctype, "compose");
+        assert_eq!(c.state, RunState::Running);
+        assert!(c.finished.is_none() && c.started.is_some() && c.protected_label);
+        assert_eq!(c.gpus, ["1", "2"]);
+        assert_eq!(c.pid, Some(4242));
+        let mut other = i.clone();
+        other["Config"]["Labels"] = serde_json::json!({});
+        assert!(from_inspect(&other).is_none());
+    }
+}
