@@ -178,9 +178,51 @@ pub fn format_event_time(ts: Timestamp) -> String {
     ts.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
 }
 
+
+/// A command-line duration: `500ms`, `2s`, `1.5m`, `1h`, or a bare number of
+/// seconds. Zero and negative durations are refused.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a duration such as 500ms, 2s, 1m or 1h"))?;
+    let secs = match unit.trim() {
+        "" | "s" | "sec" | "secs" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" | "mins" => n * 60.0,
+        "h" | "hr" | "hrs" => n * 3600.0,
+        other => {
+            return Err(format!(
+                "{s:?}: unknown unit {other:?} (use ms, s, m or h; a bare number is seconds)"
+            ));
+        }
+    };
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("{s:?}: a duration must be above 0"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_take_units() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("60"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5d").expect_err("unit").contains("unknown unit"));
+        assert!(parse_duration("abc").is_err());
+    }
 
     fn now() -> ZonedDateTime {
         "2026-01-30T14:30:00+00:00[UTC]".parse().expect("zoned")

@@ -9,6 +9,7 @@ pub mod docker_cmd;
 pub mod events_cmd;
 pub mod greet_cmd;
 pub mod install_cmd;
+pub mod lifecycle_cmd;
 pub mod limits;
 pub mod monitor_cmd;
 pub mod proxy_cmd;
@@ -91,6 +92,9 @@ pub enum Command {
     /// a second (inotify on memory.events), pressure events (PSI triggers), users'
     /// alerts files, and Prometheus metrics with --listen.
     Monitor(monitor_cmd::MonitorArgs),
+    /// Container lifecycle: one pass of the idle and runtime limits (warnings
+    /// first), or --dry-run to see what would happen to each container and why.
+    Lifecycle(lifecycle_cmd::LifecycleArgs),
     /// The Docker API proxy on /run/docker.sock: every client's containers placed,
     /// checked and kept to their owner (the daemon listens on a root-only socket).
     Proxy(proxy_cmd::ProxyArgs),
@@ -121,6 +125,7 @@ pub fn run(cli: Cli) -> CliResult {
             code => Err(CliError::Exit(code)),
         },
         Command::Monitor(a) => monitor_cmd::run(a, &config),
+        Command::Lifecycle(a) => lifecycle_cmd::run(a, &config),
         Command::Proxy(a) => proxy_cmd::run(a, &config),
         Command::Events(a) => events_cmd::run(a),
         Command::Stats(a) => stats_cmd::run(a),

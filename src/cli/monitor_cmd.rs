@@ -10,12 +10,21 @@ use std::time::Duration;
 pub struct MonitorArgs {
     #[command(flatten)]
     pub collect: super::collect_cmd::CollectArgs,
-    /// Seconds between full passes (stats lines, OOM check of every slice, alerts).
-    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub interval: u64,
-    /// Seconds between rescans of the tree for slices that appeared or went away.
-    #[arg(long, default_value_t = 2, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..), hide_short_help = true)]
-    pub rescan: u64,
+    /// Time between full passes (stats lines, OOM check of every slice, alerts,
+    /// lifecycle): 60s, 1m, 500ms; a bare number is seconds.
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = crate::timespec::parse_duration)]
+    pub interval: Duration,
+    /// Time between rescans of the tree for slices that appeared or went away.
+    #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = crate::timespec::parse_duration, hide_short_help = true)]
+    pub rescan: Duration,
+    /// Do not enforce the container lifecycle (idle and runtime limits); `ds01
+    /// lifecycle` from cron can do it instead.
+    #[arg(long)]
+    pub no_lifecycle: bool,
+    /// The Docker daemon's socket, for lifecycle [default: /run/docker-engine.sock
+    /// when the proxy is on, else $DOCKER_HOST or /var/run/docker.sock]
+    #[arg(long, value_name = "PATH")]
+    pub docker_socket: Option<PathBuf>,
     /// The directory of per-user alert files read by the greeting.
     #[arg(long, env = "DS01_ALERTS_DIR", default_value = super::greet_cmd::DEFAULT_ALERTS_DIR, value_name = "DIR")]
     pub alerts_dir: PathBuf,
@@ -28,8 +37,20 @@ pub struct MonitorArgs {
 pub fn run(a: MonitorArgs, config: &std::path::Path) -> CliResult {
     let opts = MonitorOpts {
         paths: super::collect_cmd::paths(&a.collect),
-        interval: Duration::from_secs(a.interval),
-        rescan: Duration::from_secs(a.rescan),
+        interval: a.interval,
+        rescan: a.rescan,
+        lifecycle: (!a.no_lifecycle).then(|| crate::lifecycle::Paths {
+            cgroup_root: a
+                .collect
+                .cgroup_root
+                .clone()
+                .unwrap_or_else(crate::paths::cgroup_root),
+            proc_root: PathBuf::from("/proc"),
+            state_dir: a.collect.state_dir.clone(),
+            alerts_dir: a.alerts_dir.clone(),
+            events: crate::events::EventLog::from_env_or(a.collect.events_log.as_deref()),
+        }),
+        docker_socket: a.docker_socket,
         alerts_dir: a.alerts_dir,
         verbose: a.collect.verbose,
         config: Some(config.to_path_buf()),

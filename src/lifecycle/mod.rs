@@ -896,6 +896,72 @@ pub fn pass(ctx: &mut PassCtx, state: &mut State, now: Timestamp) -> Outcome {
 }
 
 
+/// Where a real pass reads and writes.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub cgroup_root: std::path::PathBuf,
+    pub proc_root: std::path::PathBuf,
+    pub state_dir: std::path::PathBuf,
+    pub alerts_dir: std::path::PathBuf,
+    pub events: crate::events::EventLog,
+}
+
+/// The real sources, kept between passes (the inspect cache lives here).
+pub struct Runner {
+    pub paths: Paths,
+    docker: source::EngineDocker,
+    probe: source::RealProbe,
+    notify: notify::Real,
+    state: State,
+}
+
+impl Runner {
+    pub fn new(paths: Paths, engine: crate::docker::engine::Engine) -> Runner {
+        Runner {
+            docker: source::EngineDocker::new(
+                engine,
+                crate::docker::gpu::inventory(),
+                paths.proc_root.clone(),
+            ),
+            probe: source::RealProbe::new(paths.cgroup_root.clone(), paths.proc_root.clone()),
+            notify: notify::Real {
+                alerts_dir: paths.alerts_dir.clone(),
+            },
+            state: State::load(&paths.state_dir),
+            paths,
+        }
+    }
+
+    /// One pass; the state is saved unless it is a dry run.
+    pub fn run(&mut self, cfg: &Config, dry_run: bool, now: Timestamp) -> Outcome {
+        let admin = |u: &str| {
+            let uid = crate::docker::identity::user_uid(u);
+            let groups = match (uid, crate::docker::identity::user_gid(u)) {
+                (Some(_), Some(gid)) => crate::docker::identity::group_names(u, gid),
+                _ => Vec::new(),
+            };
+            crate::docker::is_admin(Some(cfg), uid.unwrap_or(u32::MAX), u, &groups)
+        };
+        let mut ctx = PassCtx {
+            cfg,
+            docker: &mut self.docker,
+            probe: &mut self.probe,
+            notify: &mut self.notify,
+            events: &self.paths.events,
+            dry_run,
+            is_admin: &admin,
+        };
+        let mut out = pass(&mut ctx, &mut self.state, now);
+        if !dry_run && let Err(e) = self.state.save(&self.paths.state_dir) {
+            out.errors.push(format!(
+                "cannot save {}: {e}",
+                self.paths.state_dir.join(STATE_FILE).display()
+            ));
+        }
+        out
+    }
+}
+
 /// The report: one block per container, for `ds01 lifecycle`.
 pub fn render(o: &Outcome, dry_run: bool) -> String {
     use std::fmt::Write;

@@ -39,6 +39,70 @@ pub struct MonitorOpts {
     pub config: Option<PathBuf>,
     /// Serve `/metrics` and `/healthz` here.
     pub listen: Option<std::net::SocketAddr>,
+    /// Enforce the container lifecycle every `interval` (a thread of its own).
+    pub lifecycle: Option<crate::lifecycle::Paths>,
+    /// The Docker daemon for lifecycle (`None`: the default).
+    pub docker_socket: Option<PathBuf>,
+}
+
+/// The lifecycle thread: a pass every `interval` with the config the loop last
+/// loaded cleanly (none yet: no pass). Its own thread, so a `docker stop` waiting
+/// out a container's grace never delays an OOM event.
+fn spawn_lifecycle(
+    opts: &MonitorOpts,
+    cfg: Arc<std::sync::Mutex<Option<Arc<Config>>>>,
+) -> Option<std::thread::JoinHandle<()>> {
+    let paths = opts.lifecycle.clone()?;
+    let engine = match &opts.docker_socket {
+        Some(p) => crate::docker::engine::Engine::new(p.clone()),
+        None => crate::lifecycle::source::default_engine(),
+    };
+    let interval = opts.interval;
+    let verbose = opts.verbose;
+    let spawned = std::thread::Builder::new()
+        .name("lifecycle".into())
+        .spawn(move || {
+            let mut runner = crate::lifecycle::Runner::new(paths, engine);
+            let mut last_error: Option<String> = None;
+            let mut next = Instant::now();
+            while !stop_requested() {
+                if Instant::now() < next {
+                    std::thread::sleep(Duration::from_millis(200).min(interval));
+                    continue;
+                }
+                next = Instant::now() + interval;
+                let current = cfg.lock().ok().and_then(|c| c.clone());
+                let Some(current) = current else { continue };
+                let out = runner.run(&current, false, jiff::Timestamp::now());
+                for r in &out.rows {
+                    for a in &r.actions {
+                        say(&format!("lifecycle: {} ({}): {a}", r.container, r.user));
+                    }
+                }
+                if verbose {
+                    say(&format!(
+                        "lifecycle: {} container(s), {} warned, {} stopped, {} removed",
+                        out.rows.len(),
+                        out.warned,
+                        out.stopped,
+                        out.removed
+                    ));
+                }
+                // An unreachable daemon is said once, not every interval.
+                let err = out.errors.join("; ");
+                if !err.is_empty() && last_error.as_deref() != Some(err.as_str()) {
+                    eprintln!("lifecycle: {err}");
+                }
+                last_error = (!err.is_empty()).then_some(err);
+            }
+        });
+    match spawned {
+        Ok(h) => Some(h),
+        Err(e) => {
+            eprintln!("error: cannot start the lifecycle thread: {e}");
+            None
+        }
+    }
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -372,6 +436,8 @@ pub fn run(opts: &MonitorOpts) -> Result<(), String> {
     config.reload();
     let shared = Arc::new(http::Shared::new(root.clone(), opts.interval));
     shared.set_config(config.current.clone());
+    let lifecycle_cfg = Arc::new(std::sync::Mutex::new(config.current.clone()));
+    let lifecycle = spawn_lifecycle(opts, Arc::clone(&lifecycle_cfg));
     if let Some(addr) = opts.listen {
         let bound = http::serve(addr, Arc::clone(&shared))
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -414,10 +480,11 @@ pub fn run(opts: &MonitorOpts) -> Result<(), String> {
         Some(why) => format!("no pressure triggers ({why})"),
     };
     say(&format!(
-        "ds01 monitor: watching {} user slice(s) under {}, {pressure}; a pass every {} s",
+        "ds01 monitor: watching {} user slice(s) under {}, {pressure}; a pass every {:?}; lifecycle {}",
         w.by_wd.len(),
         root.display(),
-        opts.interval.as_secs()
+        opts.interval,
+        if opts.lifecycle.is_some() { "on" } else { "off" }
     ));
     let mut next_pass = Instant::now();
     let mut next_scan = Instant::now() + opts.rescan;
@@ -436,6 +503,9 @@ pub fn run(opts: &MonitorOpts) -> Result<(), String> {
         if reload {
             config.reload();
             shared.set_config(config.current.clone());
+            if let Ok(mut c) = lifecycle_cfg.lock() {
+                c.clone_from(&config.current);
+            }
             // New pressure settings are armed at once; otherwise the rescan below
             // (every `rescan`) is enough — a pass walks the tree itself.
             if triggers.reconfigure(&ep, &config.pressure()) {
@@ -536,6 +606,9 @@ pub fn run(opts: &MonitorOpts) -> Result<(), String> {
         if !rep.oom_events.is_empty() {
             alerts_after(opts, &stats, &rep, ts);
         }
+    }
+    if let Some(h) = lifecycle {
+        let _ = h.join();
     }
     say("ds01 monitor: stopped");
     Ok(())
