@@ -859,13 +859,24 @@ fn check_psi(ctx: &Ctx) -> CheckResult {
 
 fn check_collector(ctx: &Ctx) -> CheckResult {
     let name = "collector-deployed";
-    let timer = std::process::Command::new(&ctx.env.systemctl)
-        .args(["is-enabled", "ds01-collect.timer"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
+    let enabled = |unit: &str| {
+        std::process::Command::new(&ctx.env.systemctl)
+            .args(["is-enabled", unit])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    if enabled("ds01-monitor.service") == "enabled" {
+        return r(name, Status::Pass, "ds01-monitor.service is enabled", &[]);
+    }
+    let timer = enabled("ds01-collect.timer");
     if timer == "enabled" {
-        return r(name, Status::Pass, "ds01-collect.timer is enabled", &[]);
+        return r(
+            name,
+            Status::Pass,
+            "ds01-collect.timer is enabled (no lifecycle limits unless `ds01 lifecycle` runs from cron)",
+            &[],
+        );
     }
     if ctx.env.cron_file.exists() {
         return r(
@@ -879,7 +890,7 @@ fn check_collector(ctx: &Ctx) -> CheckResult {
         name,
         Status::Fail,
         format!(
-            "neither ds01-collect.timer is enabled (systemctl says {timer:?}) nor {} exists",
+            "neither ds01-monitor.service nor ds01-collect.timer is enabled (systemctl says {timer:?} for the timer) nor {} exists",
             ctx.env.cron_file.display()
         ),
         &[],

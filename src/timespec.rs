@@ -178,7 +178,6 @@ pub fn format_event_time(ts: Timestamp) -> String {
     ts.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
 }
 
-
 /// A command-line duration: `500ms`, `2s`, `1.5m`, `1h`, or a bare number of
 /// seconds. Zero and negative durations are refused.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -220,7 +219,11 @@ mod tests {
         assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("5d").expect_err("unit").contains("unknown unit"));
+        assert!(
+            parse_duration("5d")
+                .expect_err("unit")
+                .contains("unknown unit")
+        );
         assert!(parse_duration("abc").is_err());
     }
 

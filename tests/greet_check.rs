@@ -417,23 +417,33 @@ fn check_collector_stats_events_pass_and_fail() {
         "collector-deployed",
         None,
         "[FAIL]",
-        "neither ds01-collect.timer is enabled",
+        "neither ds01-monitor.service nor ds01-collect.timer is enabled",
     );
     std::fs::write(e.p("cron"), "* * * * * root ds01 collect\n").expect("w");
     e.expect("collector-deployed", None, "[PASS]", "is installed");
-    let enabled = e.p("systemctl");
-    std::fs::write(&enabled, "#!/bin/sh\necho enabled\n").expect("w");
-    chmod_x(&enabled);
     std::fs::remove_file(e.p("cron")).expect("rm");
-    let out = e
-        .check("collector-deployed", None)
-        .env("DS01_SYSTEMCTL", &enabled)
-        .output()
-        .expect("run");
-    assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .starts_with("[PASS] collector-deployed - ds01-collect.timer is enabled")
-    );
+    // The timer alone, then the monitor (the package's default).
+    for (script, says) in [
+        (
+            "#!/bin/sh\n[ \"$2\" = ds01-collect.timer ] && echo enabled || echo disabled\n",
+            "[PASS] collector-deployed - ds01-collect.timer is enabled",
+        ),
+        (
+            "#!/bin/sh\n[ \"$2\" = ds01-monitor.service ] && echo enabled || echo disabled\n",
+            "[PASS] collector-deployed - ds01-monitor.service is enabled",
+        ),
+    ] {
+        let fake = e.p("systemctl");
+        std::fs::write(&fake, script).expect("w");
+        chmod_x(&fake);
+        let out = e
+            .check("collector-deployed", None)
+            .env("DS01_SYSTEMCTL", &fake)
+            .output()
+            .expect("run");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.starts_with(says), "{stdout}");
+    }
 
     e.expect("stats-recent", None, "[FAIL]", "cannot read");
     std::fs::write(

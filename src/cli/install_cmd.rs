@@ -345,7 +345,7 @@ pub fn run(a: InstallArgs) -> CliResult {
     if root == Path::new("/") {
         println!(
             "next: edit /etc/ds01/resource-limits.yaml, then `ds01 config check`, `ds01 slices apply`, \
-             `systemctl enable --now ds01-collect.timer`; opt in to the docker wrapper with \
+             `systemctl enable --now ds01-monitor`; opt in to the docker wrapper with \
              `ds01 install --docker-wrapper`"
         );
     }

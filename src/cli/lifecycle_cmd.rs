@@ -33,7 +33,12 @@ pub struct LifecycleArgs {
     #[arg(long, value_name = "PATH")]
     pub docker_socket: Option<PathBuf>,
     /// /proc, for the containers' network namespaces.
-    #[arg(long, default_value = "/proc", value_name = "DIR", hide_short_help = true)]
+    #[arg(
+        long,
+        default_value = "/proc",
+        value_name = "DIR",
+        hide_short_help = true
+    )]
     pub proc_root: PathBuf,
 }
 
@@ -82,8 +87,7 @@ pub fn run(a: LifecycleArgs, config: &std::path::Path) -> CliResult {
         out.rows.retain(|r| r.user == mine || r.user == me.name);
     }
     if a.json {
-        let v = serde_json::to_string_pretty(&out)
-            .map_err(|e| CliError::Runtime(e.to_string()))?;
+        let v = serde_json::to_string_pretty(&out).map_err(|e| CliError::Runtime(e.to_string()))?;
         println!("{v}");
     } else {
         print!("{}", lifecycle::render(&out, a.dry_run));

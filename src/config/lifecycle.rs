@@ -144,11 +144,7 @@ impl Dec<'_> {
             }
         };
         if !range.contains(&n) {
-            self.error(
-                v.line,
-                key,
-                format!("{}: expected {what}", v.describe()),
-            );
+            self.error(v.line, key, format!("{}: expected {what}", v.describe()));
             return None;
         }
         Some(Limit::Value(n))

@@ -543,7 +543,6 @@ pub fn next_step(
     }
 }
 
-
 /// Everything lifecycle remembers, in `/var/lib/ds01/lifecycle.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
@@ -895,7 +894,6 @@ pub fn pass(ctx: &mut PassCtx, state: &mut State, now: Timestamp) -> Outcome {
     out
 }
 
-
 /// Where a real pass reads and writes.
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -1025,7 +1023,11 @@ pub fn render(o: &Outcome, dry_run: bool) -> String {
         o.warned,
         o.stopped,
         o.removed,
-        if dry_run { " (dry run: nothing done)" } else { "" }
+        if dry_run {
+            " (dry run: nothing done)"
+        } else {
+            ""
+        }
     );
     for e in &o.errors {
         let _ = writeln!(s, "error: {e}");

@@ -100,13 +100,15 @@ pub fn from_inspect(i: &Value) -> Option<Container> {
         }
     }
     Some(Container {
-        name: i
-            .get("Name")
-            .and_then(Value::as_str)
-            .map_or_else(|| id.chars().take(12).collect(), |n| n.trim_start_matches('/').to_string()),
+        name: i.get("Name").and_then(Value::as_str).map_or_else(
+            || id.chars().take(12).collect(),
+            |n| n.trim_start_matches('/').to_string(),
+        ),
         id,
         user,
-        ctype: label("ds01.container_type").unwrap_or("unknown").to_string(),
+        ctype: label("ds01.container_type")
+            .unwrap_or("unknown")
+            .to_string(),
         state: state_of(
             i.pointer("/State/Status")
                 .and_then(Value::as_str)
@@ -285,9 +287,7 @@ pub fn parse_net_dev(text: &str) -> Option<u64> {
             .split_whitespace()
             .map(|x| x.parse().unwrap_or(0))
             .collect();
-        total = total
-            .saturating_add(*f.first()?)
-            .saturating_add(*f.get(8)?);
+        total = total.saturating_add(*f.first()?).saturating_add(*f.get(8)?);
     }
     any.then_some(total)
 }

@@ -113,7 +113,10 @@ fn precedence_override_then_type_then_group_then_defaults() {
     assert_eq!(l.idle.from, "groups.researcher.idle_timeout_h");
     let l = lim(&cfg, "alice", "compose");
     assert_eq!(l.runtime.from, "defaults.max_runtime_h");
-    assert_eq!(l.grace_s, 60, "policies.sigterm_grace_s when the type sets none");
+    assert_eq!(
+        l.grace_s, 60,
+        "policies.sigterm_grace_s when the type sets none"
+    );
     // null in the type exempts.
     let l = lim(&cfg, "alice", "devcontainer");
     assert_eq!(l.idle.hours, None);
@@ -142,6 +145,7 @@ fn high_demand_is_a_share_of_the_gpus() {
 }
 
 /// Feed idle looks every `step` minutes from `from` to `to`; return the actions per look.
+#[allow(clippy::too_many_arguments)]
 fn run_looks(
     t: &mut Track,
     c: &Container,
@@ -337,7 +341,13 @@ fn a_late_first_look_still_warns_before_stopping() {
     let a = look(&mut t, &c, &sample(141.0, 0, 0), &l, pol);
     assert!(a.is_empty(), "{a:?}");
     let a = look(&mut t, &c, &sample(142.0, 0, 0), &l, pol);
-    assert!(matches!(a[..], [Action::Stop { why: Why::Runtime, .. }]));
+    assert!(matches!(
+        a[..],
+        [Action::Stop {
+            why: Why::Runtime,
+            ..
+        }]
+    ));
 }
 
 #[test]
@@ -501,7 +511,13 @@ fn a_pass_warns_stops_with_the_type_grace_logs_and_later_removes() {
     fake_prot.protected_label = true; // inherited from an image: not honoured
     let infra = container("ds01-prometheus", "boss", "docker");
     let dev = container("alice-dev", "alice", "devcontainer");
-    let r = Run::new(vec![container("alice-idle", "alice", "docker"), prot, fake_prot, infra, dev]);
+    let r = Run::new(vec![
+        container("alice-idle", "alice", "docker"),
+        prot,
+        fake_prot,
+        infra,
+        dev,
+    ]);
     let mut st = State::default();
     let mut m = 0.0;
     while m <= 70.0 {
@@ -513,7 +529,11 @@ fn a_pass_warns_stops_with_the_type_grace_logs_and_later_removes() {
     assert_eq!(stopped, ["id-alice-idle", "id-alice-keep"]);
     assert!(w.stopped.iter().all(|(_, g)| *g == 45), "docker type grace");
     assert_eq!(w.terminals.len(), 2, "one warning each, once");
-    assert!(w.terminals.iter().all(|(u, m)| u == "alice" && m.contains("idle for 48m")));
+    assert!(
+        w.terminals
+            .iter()
+            .all(|(u, m)| u == "alice" && m.contains("idle for 48m"))
+    );
     assert_eq!(w.alerts.len(), 2);
     drop(w);
     let types = r.event_types();
@@ -553,7 +573,14 @@ fn a_pass_warns_stops_with_the_type_grace_logs_and_later_removes() {
             .count(),
         2
     );
-    let names: Vec<String> = r.fake.0.borrow().containers.iter().map(|c| c.name.clone()).collect();
+    let names: Vec<String> = r
+        .fake
+        .0
+        .borrow()
+        .containers
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
     assert_eq!(names, ["boss-keep", "ds01-prometheus", "alice-dev"]);
 }
 
@@ -574,7 +601,11 @@ fn the_state_survives_a_restart_mid_streak_and_a_dry_run_changes_nothing() {
     assert_eq!(st2, before, "a dry run leaves the state alone");
     assert!(r.fake.0.borrow().terminals.is_empty(), "and tells nobody");
     assert!(r.event_types().is_empty());
-    assert!(o.rows[0].actions[0].starts_with("warn (idle)"), "{:?}", o.rows[0].actions);
+    assert!(
+        o.rows[0].actions[0].starts_with("warn (idle)"),
+        "{:?}",
+        o.rows[0].actions
+    );
     for m in 41..=70 {
         r.pass(&mut st2, f64::from(m), false);
     }
@@ -593,7 +624,11 @@ fn lifecycle_enforcement_false_reports_but_never_acts() {
         r.pass(&mut st, f64::from(m), false);
     }
     assert!(r.fake.0.borrow().stopped.is_empty());
-    assert_eq!(r.fake.0.borrow().terminals.len(), 1, "the warning still goes out");
+    assert_eq!(
+        r.fake.0.borrow().terminals.len(),
+        1,
+        "the warning still goes out"
+    );
 }
 
 #[test]
@@ -617,7 +652,10 @@ fn dry_run_report() {
     insta::assert_snapshot!(render(&o, true));
     let j = serde_json::to_value(&o).expect("json");
     assert_eq!(j["rows"][0]["limits"]["idle"]["hours"], 1.0);
-    assert_eq!(j["rows"][3]["exempt"], "protected (ds01.protected=true on an admin's container)");
+    assert_eq!(
+        j["rows"][3]["exempt"],
+        "protected (ds01.protected=true on an admin's container)"
+    );
 }
 
 #[test]
@@ -632,10 +670,25 @@ fn config_errors_have_lines_and_suggestions() {
     let l = crate::config::load(&p);
     let all: Vec<String> = l.diagnostics.items.iter().map(|d| d.to_string()).collect();
     let text = all.join("\n");
-    assert!(text.contains(":2:") && text.contains("did you mean \"cpu_idle_threshold\""), "{text}");
-    assert!(text.contains(":3:") && text.contains("idle_detection_window"), "{text}");
-    assert!(text.contains(":4:") && text.contains("from 0 to 1"), "{text}");
-    assert!(text.contains(":7:") && text.contains("use null for no limit"), "{text}");
-    assert!(text.contains(":8:") && text.contains("did you mean \"max_runtime_h\""), "{text}");
+    assert!(
+        text.contains(":2:") && text.contains("did you mean \"cpu_idle_threshold\""),
+        "{text}"
+    );
+    assert!(
+        text.contains(":3:") && text.contains("idle_detection_window"),
+        "{text}"
+    );
+    assert!(
+        text.contains(":4:") && text.contains("from 0 to 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(":7:") && text.contains("use null for no limit"),
+        "{text}"
+    );
+    assert!(
+        text.contains(":8:") && text.contains("did you mean \"max_runtime_h\""),
+        "{text}"
+    );
     assert!(l.diagnostics.has_errors());
 }

@@ -226,6 +226,10 @@ struct Watches {
     /// memory cgroup), and the rescan count at which to try again.
     unwatchable: HashMap<PathBuf, u64>,
     scans: u64,
+    /// Slices watched since the loop last looked: read at once, so a kill between
+    /// the slice's creation and its watch is not left to the next pass (when the
+    /// killed container's scope may be gone and the event could not name it).
+    fresh: Vec<UserSlice>,
 }
 
 /// A slice without an OOM file is tried again every this many rescans.
@@ -254,6 +258,9 @@ impl Watches {
                     self.unwatchable.remove(&file);
                     self.by_path.insert(file, wd);
                     self.by_wd.insert(wd, s.clone());
+                    if self.scans > 1 {
+                        self.fresh.push(s.clone());
+                    }
                 }
                 // No such file in a slice that is there: nothing to watch for now.
                 Err(_) if s.dir.path.is_dir() => {
@@ -461,6 +468,7 @@ pub fn run(opts: &MonitorOpts) -> Result<(), String> {
         by_path: HashMap::new(),
         unwatchable: HashMap::new(),
         scans: 0,
+        fresh: Vec::new(),
     };
     let mut triggers = psi::Triggers::new(config.pressure(), INOTIFY_TOKEN + 1);
     let sync = |w: &mut Watches, triggers: &mut psi::Triggers| match w.rescan(&root) {
@@ -484,7 +492,11 @@ pub fn run(opts: &MonitorOpts) -> Result<(), String> {
         w.by_wd.len(),
         root.display(),
         opts.interval,
-        if opts.lifecycle.is_some() { "on" } else { "off" }
+        if opts.lifecycle.is_some() {
+            "on"
+        } else {
+            "off"
+        }
     ));
     let mut next_pass = Instant::now();
     let mut next_scan = Instant::now() + opts.rescan;
@@ -562,7 +574,7 @@ pub fn run(opts: &MonitorOpts) -> Result<(), String> {
         shared
             .pressure_triggers
             .store(triggers.count(), Ordering::SeqCst);
-        if !inotify_ready && retry.is_empty() {
+        if !inotify_ready && retry.is_empty() && w.fresh.is_empty() {
             continue;
         }
         let mut changed = if inotify_ready {
@@ -570,6 +582,11 @@ pub fn run(opts: &MonitorOpts) -> Result<(), String> {
         } else {
             Vec::new()
         };
+        for s in std::mem::take(&mut w.fresh) {
+            if !changed.iter().any(|c| c.dir.path == s.dir.path) {
+                changed.push(s);
+            }
+        }
         // Slices whose read failed last time (a file mid-update, a slice going
         // away) are tried again, a few times, so a kill is not left to the next pass.
         for (s, _) in &retry {

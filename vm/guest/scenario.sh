@@ -22,7 +22,7 @@ oom_events() { grep -c '"event_type":"resource.oom_kill"' /var/log/ds01/events.j
 step "setup: kernel $(uname -r), $(systemctl --version | head -1), $(docker --version)"
 out=$(dpkg -i $H/ds01.deb 2>&1); rc=$?
 check "dpkg -i ds01.deb" 0 "$rc" "$(echo "$out" | tail -3)"
-check "the package enabled the collector timer" enabled "$(systemctl is-enabled ds01-collect.timer 2>&1)"
+check "the package's collector is ds01-monitor (enabled, running), not the timer" "enabled active disabled" "$(systemctl is-enabled ds01-monitor.service 2>&1) $(systemctl is-active ds01-monitor.service 2>&1) $(systemctl is-enabled ds01-collect.timer 2>&1)"
 check "the event log is appendable by the docker group" "664 root docker" "$(stat -c '%a %U %G' /var/log/ds01/events.jsonl)"
 check "ds01-events link" /usr/bin/ds01-events "$(command -v ds01-events)"
 check "man page installed" 1 "$(ls /usr/share/man/man1/ds01.1* 2>/dev/null | wc -l)"
@@ -104,6 +104,9 @@ ds01 collect >/dev/null 2>&1
 out=$(as alice "docker run --name alice-c3 --network none ds01-test:latest hog 400" 2>&1); rc=$?
 check "the new container's hog is OOM-killed" 137 "$rc" "$(echo "$out" | tail -1)"
 echo "        new alice memory.events: $(tr '\n' ' ' <$ALICE/memory.events 2>&1)"
+sleep 1
+last_oom=$(grep '"event_type":"resource.oom_kill"' /var/log/ds01/events.jsonl | tail -1)
+check "on the default install, the kill of alice-c3's main process names the container (the monitor read it while the scope existed)" 1 "$(echo "$last_oom" | grep -c '"container":"alice-c3"')" "$last_oom"
 ds01 collect >/dev/null 2>&1
 check "the kill in the re-created slice is a new event" 2 "$(oom_events)" "$(grep oom_kill /var/log/ds01/events.jsonl | tail -1)"
 
@@ -353,6 +356,71 @@ out=$(ds01 install --proxy --remove 2>&1); rc=$?
 check "ds01 install --proxy --remove" 0 "$rc" "$out"
 for i in $(seq 1 20); do /usr/bin/docker version >/dev/null 2>&1 && break; sleep 0.5; done
 check "afterwards /run/docker.sock is dockerd's again (check: SKIP)" 1 "$(ds01 check --only docker-proxy 2>&1 | grep -c SKIP)"
+
+step "7f. lifecycle: idle and runtime limits act, warnings first (minute-scale limits)"
+cat >>/etc/ds01/resource-limits.yaml <<'YAML'
+policies:
+  idle_detection_window: 2
+  grace_period_m: 0
+  cpu_idle_threshold: 5
+container_types:
+  docker:
+    idle_timeout_h: 0.01
+    max_runtime_h: null
+    sigterm_grace_s: 2
+  compose:
+    idle_timeout_h: null
+    max_runtime_h: 0.01
+    sigterm_grace_s: 2
+user_overrides:
+  alice:
+    container_hold_after_stop_h: 0.01
+YAML
+out=$(ds01 config check 2>&1); rc=$?
+check "the lifecycle config loads" 0 "$rc" "$out"
+mkdir -p /etc/systemd/system/ds01-monitor.service.d
+printf '[Service]\nExecStart=\nExecStart=/usr/bin/ds01 monitor --listen 127.0.0.1:9101 --interval 5s\n' >/etc/systemd/system/ds01-monitor.service.d/fast.conf
+systemctl daemon-reload
+systemctl restart ds01-monitor.service
+# alice logged in on a terminal (login writes utmp); the typescript is what her terminal shows.
+rm -f /tmp/alice-tty.log
+(sleep 400 | script -qfc "login -f alice" /tmp/alice-tty.log >/dev/null 2>&1 &)
+for i in $(seq 1 20); do who | grep -q '^alice ' && break; sleep 0.5; done
+check "alice has a terminal session (utmp)" 1 "$(who | grep -c '^alice ')" "$(who)"
+/usr/bin/docker rm -f $(/usr/bin/docker ps -aq) >/dev/null 2>&1
+as alice "ds01 docker run -d --name lc-idle --network none --memory 32m ds01-test:latest sleep 600" >/dev/null 2>&1
+as alice "ds01 docker run -d --name lc-busy --network none --memory 32m --cpus 0.2 ds01-test:latest sh -c 'while :; do :; done'" >/dev/null 2>&1
+as alice "ds01 docker run -d --name lc-job --network none --memory 32m --label com.docker.compose.project=job ds01-test:latest sleep 600" >/dev/null 2>&1
+as boss "ds01 docker run -d --name lc-prot --network none --memory 32m --label ds01.protected=true ds01-test:latest sleep 600" >/dev/null 2>&1
+check "four lifecycle containers run (types: docker, docker, compose, docker)" "docker docker compose docker" "$(for c in lc-idle lc-busy lc-job lc-prot; do label $c ds01.container_type; done | tr '\n' ' ' | sed 's/ $//')"
+lc_start=$(date +%s)
+ev() { grep "\"event_type\":\"$1\"" /var/log/ds01/events.jsonl 2>/dev/null | grep "\"container\":\"$2\""; }
+for i in $(seq 1 200); do
+    ev maintenance.idle_kill lc-idle >/dev/null && ev maintenance.runtime_kill lc-job >/dev/null && ev maintenance.container_removed lc-idle >/dev/null && break
+    sleep 1
+done
+took=$(( $(date +%s) - lc_start ))
+echo "        after ${took} s: $(journalctl -u ds01-monitor -o cat --no-pager | grep -c '^lifecycle:') lifecycle lines in the journal"
+journalctl -u ds01-monitor -o cat --no-pager | grep '^lifecycle' | tail -12 | sed 's/^/        /'
+w=$(ev maintenance.idle_warning lc-idle)
+check "lc-idle: one idle warning, before the stop" 1 "$(echo "$w" | grep -c .)" "$w"
+check "the warning reached alice's terminal" 1 "$(grep -c 'lc-idle has been idle' /tmp/alice-tty.log 2>/dev/null)" "$(tr -d '\r' </tmp/alice-tty.log 2>/dev/null | grep -a ds01 | tail -3)"
+k=$(ev maintenance.idle_kill lc-idle)
+check "lc-idle stopped for idleness: maintenance.idle_kill (user, why, idle time)" 1 "$(echo "$k" | grep '"user":"alice"' | grep '"why":"idle for' | grep -c '"idle_s":')" "$k"
+check "the warning came first" 1 "$(awk '/maintenance.idle_warning/ && /lc-idle/ {w=NR} /maintenance.idle_kill/ && /lc-idle/ {k=NR} END {print (w && k && w < k) ? 1 : 0}' /var/log/ds01/events.jsonl)"
+rk=$(ev maintenance.runtime_kill lc-job)
+check "lc-job (compose, 36 s max) stopped: maintenance.runtime_kill after two runtime warnings" "1 2" "$(echo "$rk" | grep -c '"runtime_s":') $(ev maintenance.runtime_warning lc-job | grep -c .)" "$rk"
+rm_ev=$(ev maintenance.container_removed lc-idle)
+check "lc-idle removed after its hold (maintenance.container_removed), gone from docker" "1 0" "$(echo "$rm_ev" | grep -c .) $(/usr/bin/docker ps -aq -f name=lc-idle | wc -l)" "$rm_ev"
+check "lc-busy (spinning) still runs" true "$(/usr/bin/docker inspect -f '{{.State.Running}}' lc-busy 2>&1)"
+check "lc-prot (admin's, ds01.protected) still runs, never warned" "true 0" "$(/usr/bin/docker inspect -f '{{.State.Running}}' lc-prot 2>&1) $(grep 'maintenance\.' /var/log/ds01/events.jsonl | grep -c 'lc-prot')"
+check "the greeting shows alice the lifecycle alert" 1 "$(as alice 'ds01 greet --plain' 2>&1 | grep -c 'lc-idle has been idle')"
+out=$(as alice "ds01 lifecycle --dry-run" 2>&1); rc=$?
+check "ds01 lifecycle --dry-run as alice: her containers only, with the limits' sources" "0 1 0 1" "$rc $(echo "$out" | grep -c '^lc-busy ') $(echo "$out" | grep -c '^lc-prot') $(echo "$out" | grep -c 'container_types.docker.idle_timeout_h')" "$out"
+/usr/bin/docker rm -f lc-busy lc-job lc-prot >/dev/null 2>&1
+pkill -f 'script -qfc login' 2>/dev/null; pkill -u alice 2>/dev/null
+rm -f /etc/systemd/system/ds01-monitor.service.d/fast.conf
+systemctl daemon-reload
 
 step "8. upgrade keeps config and state; purge removes state"
 echo "# local edit" >>/etc/ds01/resource-limits.yaml
