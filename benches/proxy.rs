@@ -21,6 +21,7 @@ fn bench(c: &mut Criterion) {
         memory_bytes: 1 << 30,
         tasks: 10,
         containers: Some(Vec::new()),
+        held_gpus: Vec::new(),
     };
     c.bench_function("proxy_create_decision_1000_users", |b| {
         b.iter(|| {

@@ -787,11 +787,13 @@ fn check_aggregate(ctx: &Ctx) -> CheckResult {
         memory_bytes: max.saturating_sub(1 << 20),
         tasks: 0,
         containers: Some(Vec::new()),
+        held_gpus: Vec::new(),
     };
     let empty = Usage {
         memory_bytes: 0,
         tasks: 0,
         containers: Some(Vec::new()),
+        held_gpus: Vec::new(),
     };
     let over = decider.decide(&big, Some(&full));
     let within = decider.decide(&small, Some(&empty));

@@ -20,6 +20,7 @@ defaults:
   pids_limit: 4096
   max_containers_per_user: 3
   max_gpu_slots_per_container: 2
+  gpu_hold_after_stop_h: 0.25
 default_group: student
 groups:
   student:
@@ -73,7 +74,15 @@ fn serve(socket: &Path, containers: Value, inspects: Vec<(String, Value)>) {
                     path.contains("ds01.user%3Dalice") || path.contains("ds01.user%3D"),
                     "{path}"
                 );
-                containers.to_string()
+                // `all=1` lists stopped containers too (those with "State": "exited").
+                let all = path.contains("all=1");
+                let list: Vec<&Value> = containers
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| all || c["State"] != "exited")
+                    .collect();
+                serde_json::to_string(&list).expect("json")
             } else if let Some((_, v)) = inspects
                 .iter()
                 .find(|(id, _)| path == format!("/containers/{id}/json"))
@@ -299,6 +308,37 @@ fn memory_over_the_aggregate_is_refused_with_a_box_and_an_event() {
     assert_eq!(ev["details"]["image"], "pytorch");
     // Within quota: allowed.
     e.cmd(Some("alice"), &["run", "--memory", "8g", "pytorch"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn a_stopped_containers_gpus_stay_held_for_gpu_hold_after_stop_h() {
+    let (c1, i1) = gpu_container("c1", "alice-train", &["0"]);
+    let stopped = |id: &str, name: &str, ago_min: i64| {
+        let (mut c, (id, mut i)) = gpu_container(id, name, &["1"]);
+        c["State"] = json!("exited");
+        let at = jiff::Timestamp::now() - jiff::SignedDuration::from_mins(ago_min);
+        i["Name"] = json!(format!("/{name}"));
+        i["State"] = json!({"Status": "exited", "FinishedAt": at.to_string()});
+        (c, (id, i))
+    };
+    // Stopped 5 minutes ago: within the 15-minute hold, its GPU still counts.
+    let (c2, i2) = stopped("c2", "alice-old", 5);
+    let e = Env::new(json!([c1, c2]), vec![i1, i2]);
+    e.set_usage(1 << 30, 10);
+    e.cmd(Some("alice"), &["run", "--gpus", "device=2", "img"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "1 by your running containers, 1 held for stopped ones (alice-old; gpu_hold_after_stop_h)",
+        ));
+    // Stopped an hour ago: the hold is over.
+    let (c1, i1) = gpu_container("c1", "alice-train", &["0"]);
+    let (c3, i3) = stopped("c3", "alice-older", 60);
+    let e = Env::new(json!([c1, c3]), vec![i1, i3]);
+    e.set_usage(1 << 30, 10);
+    e.cmd(Some("alice"), &["run", "--gpus", "device=2", "img"])
         .assert()
         .success();
 }

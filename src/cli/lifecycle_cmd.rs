@@ -75,12 +75,12 @@ pub fn run(a: LifecycleArgs, config: &std::path::Path) -> CliResult {
             "only an admin acts on containers; see yours with `ds01 lifecycle --dry-run`".into(),
         ));
     }
-    let engine = match &a.docker_socket {
-        Some(p) => crate::docker::engine::Engine::new(p.clone()),
-        None if admin => lifecycle::source::default_engine(),
-        None => crate::docker::engine::Engine::from_env(),
+    let sockets = match &a.docker_socket {
+        Some(p) => vec![p.clone()],
+        None if admin => lifecycle::source::default_sockets(),
+        None => vec![crate::docker::engine::Engine::from_env().socket],
     };
-    let mut runner = Runner::new(paths(&a), engine);
+    let mut runner = Runner::new(paths(&a), sockets);
     let mut out = runner.run(&cfg, a.dry_run, jiff::Timestamp::now());
     if !admin {
         let mine = crate::naming::sanitize_user(&me.name);

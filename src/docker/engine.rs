@@ -207,6 +207,21 @@ impl Engine {
         Ok(v.as_array().cloned().unwrap_or_default())
     }
 
+    /// Every container, running or not, with the label `key=value`.
+    pub async fn containers_labelled_all_async(
+        &self,
+        label: &str,
+    ) -> Result<Vec<Value>, EngineError> {
+        let filters = serde_json::json!({ "label": [label] }).to_string();
+        let v = self
+            .get_async(&format!(
+                "/containers/json?all=1&filters={}",
+                percent_encode(&filters)
+            ))
+            .await?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
     /// Running containers with the label `ds01.user=<user>` (blocking).
     pub fn user_containers(&self, user: &str) -> Result<Vec<Value>, EngineError> {
         block_on(self.user_containers_async(user))?

@@ -33,6 +33,10 @@ pub struct Usage {
     /// Running containers labelled `ds01.user=<user>`: (name, GPU use). `None`
     /// when the Engine API could not be read (those checks are skipped, loudly).
     pub containers: Option<Vec<(String, GpuUse)>>,
+    /// Stopped containers whose GPUs are still held for their owner
+    /// (`gpu_hold_after_stop_h` after the stop, so `docker start` works again):
+    /// (name, GPU use). They count toward the GPU quota, not the container count.
+    pub held_gpus: Vec<(String, GpuUse)>,
 }
 
 /// Which quota a refusal is about.
@@ -276,18 +280,33 @@ impl Decider<'_> {
             if let (Some(Limit::Value(max)), true, Some(containers)) =
                 (a.gpu_limit, gpu_req.devices > 0, containers)
             {
-                let held: f64 = containers.iter().map(|(_, g)| g.equivalents).sum();
+                let running: f64 = containers.iter().map(|(_, g)| g.equivalents).sum();
+                let stopped: f64 = usage.held_gpus.iter().map(|(_, g)| g.equivalents).sum();
+                let held = running + stopped;
                 if held + gpu_req.equivalents > max + 1e-9 {
+                    let in_use = if usage.held_gpus.is_empty() {
+                        format!(
+                            "{} GPU-equivalents by your running containers",
+                            format_number(round3(held))
+                        )
+                    } else {
+                        let names: Vec<&str> =
+                            usage.held_gpus.iter().map(|(n, _)| n.as_str()).collect();
+                        format!(
+                            "{} GPU-equivalents: {} by your running containers, {} held for stopped ones ({}; gpu_hold_after_stop_h)",
+                            format_number(round3(held)),
+                            format_number(round3(running)),
+                            format_number(round3(stopped)),
+                            names.join(", ")
+                        )
+                    };
                     return Verdict::Refuse(Refusal {
                         quota: Quota::Gpu,
                         asked: format!(
                             "{} GPU-equivalents",
                             format_number(round3(gpu_req.equivalents))
                         ),
-                        in_use: format!(
-                            "{} GPU-equivalents by your running containers",
-                            format_number(round3(held))
-                        ),
+                        in_use,
                         limit: format!("{} GPU-equivalents in total", format_number(max)),
                         hint: stop_hint(),
                     });
@@ -596,6 +615,7 @@ mod tests {
                 memory_bytes: used_mib << 20,
                 tasks: 0,
                 containers: Some((0..running).map(|i| (format!("c{i}"), GpuUse { devices: 1, equivalents: 1.0, full_gpu: true })).collect()),
+                held_gpus: Vec::new(),
             };
             let (r, body) = both(mem, cpus, pids, gpus, parent, label);
             let from_argv = d.decide(&r, Some(&usage));

@@ -23,6 +23,7 @@ pub async fn usage_of_async(
         memory_bytes: dir.memory_current().ok().flatten().unwrap_or(0),
         tasks: dir.pids_current().ok().flatten().unwrap_or(0),
         containers: None,
+        held_gpus: Vec::new(),
     };
     match engine.user_containers_async(&user.slice_user).await {
         Ok(list) => {
@@ -48,10 +49,64 @@ pub async fn usage_of_async(
                 out.push((name, held));
             }
             usage.containers = Some(out);
+            if let (Some(inv), Some(hold)) = (gpus, user.limits.gpu_hold_after_stop_h) {
+                usage.held_gpus = held_gpus(user, engine, inv, hold, jiff::Timestamp::now()).await;
+            }
             (usage, None)
         }
         Err(e) => (usage, Some(e)),
     }
+}
+
+/// The user's stopped containers that still hold GPUs: stopped less than `hold`
+/// ago (`null` = until removed). Best effort: an unreadable answer holds nothing.
+async fn held_gpus(
+    user: &Resolved,
+    engine: &Engine,
+    inv: &gpu::Inventory,
+    hold: crate::units::Limit<f64>,
+    now: jiff::Timestamp,
+) -> Vec<(String, gpu::GpuUse)> {
+    let Ok(all) = engine
+        .containers_labelled_all_async(&format!("ds01.user={}", user.slice_user))
+        .await
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for c in all {
+        if c.get("State").and_then(|v| v.as_str()) != Some("exited") {
+            continue;
+        }
+        let Some(id) = c.get("Id").and_then(|v| v.as_str()) else {
+            continue;
+        };
+        let Ok(i) = engine.inspect_async(id).await else {
+            continue;
+        };
+        let g = gpu::container_gpus(&i, inv);
+        if g.devices == 0 {
+            continue;
+        }
+        let finished: Option<jiff::Timestamp> = i
+            .pointer("/State/FinishedAt")
+            .and_then(|v| v.as_str())
+            .and_then(|t| t.parse().ok());
+        let within = match (hold, finished) {
+            (crate::units::Limit::Max, _) => true,
+            (crate::units::Limit::Value(h), Some(f)) => (now - f).as_secs_f64() < h * 3600.0,
+            (crate::units::Limit::Value(_), None) => false,
+        };
+        if within {
+            let name = i
+                .get("Name")
+                .and_then(|v| v.as_str())
+                .map_or(id, |n| n.trim_start_matches('/'))
+                .to_string();
+            out.push((name, g));
+        }
+    }
+    out
 }
 
 /// [`usage_of_async`] for blocking callers (the wrapper).

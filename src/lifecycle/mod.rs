@@ -576,11 +576,10 @@ impl State {
     }
 }
 
-/// Why a container is left alone.
-fn exemption(cfg: &Config, c: &Container, owner_is_admin: bool) -> Option<String> {
-    if let Some(p) = cfg
-        .infrastructure_containers()
-        .into_iter()
+/// Why a container is left alone (`infra`: `monitoring.infrastructure_containers`).
+fn exemption(infra: &[String], c: &Container, owner_is_admin: bool) -> Option<String> {
+    if let Some(p) = infra
+        .iter()
         .find(|p| !p.is_empty() && c.name.starts_with(p.as_str()))
     {
         return Some(format!(
@@ -685,11 +684,30 @@ pub fn pass(ctx: &mut PassCtx, state: &mut State, now: Timestamp) -> Outcome {
     let mut tracks = std::mem::take(&mut state.tracks);
     let mut next_tracks = BTreeMap::new();
     let mut stops: Vec<(usize, Action)> = Vec::new();
+    let infra = ctx.cfg.infrastructure_containers();
+    // Limits and admin status per (user, type) and per user: resolved once a pass.
+    let mut limits: std::collections::HashMap<(&str, &str), Applied> =
+        std::collections::HashMap::new();
+    let mut admins: std::collections::HashMap<&str, bool> = std::collections::HashMap::new();
     for c in &containers {
-        let r = ctx.cfg.resolve(&c.user);
-        let lim = limits_for(ctx.cfg, &r, &c.ctype, out.high_demand);
+        let lim = limits
+            .entry((c.user.as_str(), c.ctype.as_str()))
+            .or_insert_with(|| {
+                limits_for(
+                    ctx.cfg,
+                    &ctx.cfg.resolve(&c.user),
+                    &c.ctype,
+                    out.high_demand,
+                )
+            })
+            .clone();
         let mut t = tracks.remove(&c.id).unwrap_or_default();
-        let exempt = exemption(ctx.cfg, c, (ctx.is_admin)(&c.user));
+        // Only a protected container needs to know (an NSS lookup per owner).
+        let owner_is_admin = c.protected_label
+            && *admins
+                .entry(c.user.as_str())
+                .or_insert_with(|| (ctx.is_admin)(&c.user));
+        let exempt = exemption(&infra, c, owner_is_admin);
         let mut row = Row {
             container: c.name.clone(),
             id: c.id.chars().take(12).collect(),
@@ -914,10 +932,11 @@ pub struct Runner {
 }
 
 impl Runner {
-    pub fn new(paths: Paths, engine: crate::docker::engine::Engine) -> Runner {
+    /// `sockets`: where the Docker daemon may be, in order ([`source::default_sockets`]).
+    pub fn new(paths: Paths, sockets: Vec<std::path::PathBuf>) -> Runner {
         Runner {
             docker: source::EngineDocker::new(
-                engine,
+                sockets,
                 crate::docker::gpu::inventory(),
                 paths.proc_root.clone(),
             ),

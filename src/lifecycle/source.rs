@@ -8,7 +8,7 @@ use crate::docker::engine::{Engine, EngineError, percent_encode};
 use crate::docker::gpu;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub trait Docker {
@@ -31,19 +31,51 @@ pub trait Probe {
 /// state changes or its init process is gone (a restart).
 pub struct EngineDocker {
     pub engine: Engine,
+    /// Sockets to try, in order, when the current one refuses connections.
+    pub sockets: Vec<PathBuf>,
     pub inventory: gpu::Inventory,
     pub proc_root: PathBuf,
     cache: HashMap<String, Container>,
 }
 
 impl EngineDocker {
-    pub fn new(engine: Engine, inventory: gpu::Inventory, proc_root: PathBuf) -> Self {
+    /// `sockets`: where the daemon may be, in order of preference (never empty).
+    pub fn new(sockets: Vec<PathBuf>, inventory: gpu::Inventory, proc_root: PathBuf) -> Self {
+        let first = sockets
+            .first()
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from(crate::docker::engine::DEFAULT_SOCKET));
         EngineDocker {
-            engine,
+            engine: Engine::new(first),
+            sockets,
             inventory,
             proc_root,
             cache: HashMap::new(),
         }
+    }
+
+    /// The container list from the first socket that answers (remembered).
+    fn list(&mut self, path: &str) -> Result<Value, String> {
+        let mut last = None;
+        let mut order: Vec<PathBuf> = vec![self.engine.socket.clone()];
+        order.extend(
+            self.sockets
+                .iter()
+                .filter(|s| **s != self.engine.socket)
+                .cloned(),
+        );
+        for sock in order {
+            let e = Engine::new(sock);
+            match e.get(path) {
+                Ok(v) => {
+                    self.engine.socket = e.socket;
+                    return Ok(v);
+                }
+                Err(err @ EngineError::Connect { .. }) => last = Some(err.to_string()),
+                Err(err) => return Err(err.to_string()),
+            }
+        }
+        Err(last.unwrap_or_else(|| "no Docker socket to try".into()))
     }
 }
 
@@ -130,13 +162,10 @@ pub fn from_inspect(i: &Value) -> Option<Container> {
 impl Docker for EngineDocker {
     fn containers(&mut self) -> Result<Vec<Container>, String> {
         let filters = serde_json::json!({ "label": ["ds01.user"] }).to_string();
-        let list = self
-            .engine
-            .get(&format!(
-                "/containers/json?all=1&filters={}",
-                percent_encode(&filters)
-            ))
-            .map_err(|e| e.to_string())?;
+        let list = self.list(&format!(
+            "/containers/json?all=1&filters={}",
+            percent_encode(&filters)
+        ))?;
         let mut out = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for entry in list.as_array().into_iter().flatten() {
@@ -355,15 +384,17 @@ pub fn gpu_signal(gpus: &[String], util: Option<&HashMap<String, f64>>) -> GpuSi
     best.map_or(GpuSignal::Unknown, GpuSignal::Util)
 }
 
-/// Where the real daemon is: the root-only socket when the proxy owns
-/// `/run/docker.sock`, else `DOCKER_HOST` / the default.
-pub fn default_engine() -> Engine {
-    let upstream = Path::new(crate::proxy::DEFAULT_UPSTREAM);
-    if upstream.exists() {
-        Engine::new(upstream)
-    } else {
-        Engine::from_env()
+/// Where the real daemon is, in order: the root-only socket the proxy forwards to
+/// (when the proxy is on), then `DOCKER_HOST` / the default. A socket file can
+/// outlive its listener (the proxy switched off), so [`EngineDocker`] moves on to
+/// the next one whenever a connection is refused.
+pub fn default_sockets() -> Vec<PathBuf> {
+    let mut v = vec![PathBuf::from(crate::proxy::DEFAULT_UPSTREAM)];
+    let env = Engine::from_env().socket;
+    if !v.contains(&env) {
+        v.push(env);
     }
+    v
 }
 
 #[cfg(test)]

@@ -53,16 +53,16 @@ fn spawn_lifecycle(
     cfg: Arc<std::sync::Mutex<Option<Arc<Config>>>>,
 ) -> Option<std::thread::JoinHandle<()>> {
     let paths = opts.lifecycle.clone()?;
-    let engine = match &opts.docker_socket {
-        Some(p) => crate::docker::engine::Engine::new(p.clone()),
-        None => crate::lifecycle::source::default_engine(),
+    let sockets = match &opts.docker_socket {
+        Some(p) => vec![p.clone()],
+        None => crate::lifecycle::source::default_sockets(),
     };
     let interval = opts.interval;
     let verbose = opts.verbose;
     let spawned = std::thread::Builder::new()
         .name("lifecycle".into())
         .spawn(move || {
-            let mut runner = crate::lifecycle::Runner::new(paths, engine);
+            let mut runner = crate::lifecycle::Runner::new(paths, sockets);
             let mut last_error: Option<String> = None;
             let mut next = Instant::now();
             while !stop_requested() {
