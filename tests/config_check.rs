@@ -129,7 +129,31 @@ fn memory_high_above_memory_max() {
     let yaml = BASE.replace("memory_high: \"43G\"", "memory_high: \"50G\"");
     assert_error(
         &yaml,
-        &["groups.student.aggregate.memory_high: memory_high (50G) is above memory_max (48G)"],
+        &["resource-limits.yaml:11: groups.student.aggregate.memory_high: memory_high (50G) is above memory_max (48G)"],
+    );
+    // In an override file too: the line of the value in that file.
+    let f = Fixture::new(BASE);
+    f.file(
+        "user-overrides.yaml",
+        "alice:\n  aggregate:\n    memory_max: 8G\n    memory_high: 9G\n",
+    );
+    let out = f.ds01(&["config", "check"]).assert().code(2);
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        text.contains("user-overrides.yaml:4: user_overrides.alice.aggregate.memory_high"),
+        "{text}"
+    );
+}
+
+#[test]
+fn memory_swap_below_memory_points_at_the_value() {
+    let yaml = BASE.replace(
+        "  student:\n    aggregate:",
+        "  student:\n    memory_swap: 8g\n    aggregate:",
+    );
+    assert_error(
+        &yaml,
+        &["resource-limits.yaml:8: groups.student.memory_swap: memory_swap (8g) is below memory (16g)"],
     );
 }
 
@@ -145,7 +169,7 @@ fn default_group_names_no_group() {
     assert_error(
         &yaml,
         &[
-            "default_group: \"students\" names no group",
+            "resource-limits.yaml:5: default_group: \"students\" names no group",
             "did you mean \"student\"?",
         ],
     );

@@ -144,7 +144,11 @@ fn load_inner(path: &Path, diags: &mut Diagnostics) -> Option<Config> {
         );
         return None;
     };
-    let mut d = Decoder { file: path, diags };
+    let mut d = Decoder {
+        file: path,
+        diags,
+        lines: Vec::new(),
+    };
     let mut cfg = Config {
         path: path.to_path_buf(),
         defaults: ContainerLimits::default(),
@@ -157,6 +161,7 @@ fn load_inner(path: &Path, diags: &mut Diagnostics) -> Option<Config> {
         member_index: Default::default(),
         security: Default::default(),
         lifecycle: Default::default(),
+        value_lines: Default::default(),
     };
     for (k, v) in top {
         let Some(key) = d.key_text(k, "") else {
@@ -169,6 +174,7 @@ fn load_inner(path: &Path, diags: &mut Diagnostics) -> Option<Config> {
                 }
             }
             "default_group" => {
+                d.lines.push((key.to_string(), k.line));
                 if let Some(s) = d.string(v, key) {
                     cfg.default_group = s;
                 }
@@ -221,6 +227,9 @@ fn load_inner(path: &Path, diags: &mut Diagnostics) -> Option<Config> {
                 cfg.sections.insert(other.to_string(), v.to_json());
             }
         }
+    }
+    for (k, l) in std::mem::take(&mut d.lines) {
+        cfg.value_lines.insert((path.to_path_buf(), k), l);
     }
     let dir = path.parent().unwrap_or(Path::new("."));
     load_members_files(dir, &mut cfg, diags);
@@ -315,7 +324,11 @@ fn load_overrides_file(path: &Path, cfg: &mut Config, diags: &mut Diagnostics) {
     let Some(root) = root else {
         return;
     };
-    let mut d = Decoder { file: path, diags };
+    let mut d = Decoder {
+        file: path,
+        diags,
+        lines: Vec::new(),
+    };
     let Some(mut map) = d.map_or_null(&root, "") else {
         return;
     };
@@ -347,6 +360,15 @@ fn load_overrides_file(path: &Path, cfg: &mut Config, diags: &mut Diagnostics) {
             }
         }
     }
+    // Keyed as in the main file, whichever form this file uses.
+    for (k, l) in d.lines {
+        let k = if k.starts_with("user_overrides.") {
+            k
+        } else {
+            format!("user_overrides.{k}")
+        };
+        cfg.value_lines.insert((path.to_path_buf(), k), l);
+    }
 }
 
 fn join(prefix: &str, key: &str) -> String {
@@ -360,6 +382,8 @@ fn join(prefix: &str, key: &str) -> String {
 struct Decoder<'a> {
     file: &'a Path,
     diags: &'a mut Diagnostics,
+    /// Line of each decoded value by key path, for checks made after decoding.
+    lines: Vec<(String, usize)>,
 }
 
 impl Decoder<'_> {
@@ -690,6 +714,7 @@ impl Decoder<'_> {
                 continue;
             };
             let path = join(prefix, key);
+            self.lines.push((path.clone(), v.line));
             match key {
                 "max_cpus" => {
                     l.max_cpus = self.number(v, &path);
@@ -789,6 +814,7 @@ impl Decoder<'_> {
                 continue;
             };
             let p = join(path, key);
+            self.lines.push((p.clone(), v.line));
             match key {
                 "cpu_quota" => {
                     a.cpu_quota = match v.scalar() {

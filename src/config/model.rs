@@ -281,6 +281,10 @@ pub struct Config {
     pub security: super::security::ContainerSecurity,
     /// `policies` and `container_types`: idle and runtime limits (`ds01 lifecycle`).
     pub lifecycle: super::lifecycle::LifecyclePolicy,
+    /// The line of each decoded value, by (file, key path such as
+    /// `groups.student.aggregate.memory_high`): checks made after decoding point at
+    /// the offending value, not its parent mapping.
+    pub value_lines: std::collections::HashMap<(PathBuf, String), usize>,
 }
 
 /// (group index, member index) of the first member with a given name.
@@ -304,6 +308,13 @@ impl Config {
             }
         }
         self.member_index = ix;
+    }
+
+    /// The line of the value at `key` in `file`, if it was decoded from there.
+    pub fn line_of(&self, file: &std::path::Path, key: &str) -> Option<usize> {
+        self.value_lines
+            .get(&(file.to_path_buf(), key.to_string()))
+            .copied()
     }
 
     pub fn group(&self, name: &str) -> Option<&Group> {

@@ -15,15 +15,26 @@ pub fn validate(cfg: &Config, diags: &mut Diagnostics) {
             diags.error(file, Some(g.line), &format!("groups.{}", g.name), problem);
         }
         if let Some(a) = &g.aggregate {
-            check_aggregate(a, file, &format!("groups.{}.aggregate", g.name), diags);
+            check_aggregate(cfg, a, file, &format!("groups.{}.aggregate", g.name), diags);
         }
         let eff = cfg.defaults.overlay(&g.limits);
         if let (Some(Limit::Value(mem)), Some(Limit::Value(swap))) = (eff.memory, eff.memory_swap)
             && swap < mem
         {
+            // The value that makes it wrong: the group's own memory_swap or memory,
+            // else the defaults' ones.
+            let at = ["memory_swap", "memory"]
+                .iter()
+                .find_map(|k| cfg.line_of(file, &format!("groups.{}.{k}", g.name)))
+                .or_else(|| {
+                    ["memory_swap", "memory"]
+                        .iter()
+                        .find_map(|k| cfg.line_of(file, &format!("defaults.{k}")))
+                })
+                .unwrap_or(g.line);
             diags.error(
                 file,
-                Some(g.line),
+                Some(at),
                 &format!("groups.{}.memory_swap", g.name),
                 format!(
                     "memory_swap ({}) is below memory ({}); Docker refuses such containers",
@@ -36,6 +47,7 @@ pub fn validate(cfg: &Config, diags: &mut Diagnostics) {
     for o in cfg.overrides.values() {
         if let Some(a) = &o.aggregate {
             check_aggregate(
+                cfg,
                 a,
                 &o.file,
                 &format!("user_overrides.{}.aggregate", o.user),
@@ -51,7 +63,7 @@ pub fn validate(cfg: &Config, diags: &mut Diagnostics) {
             .unwrap_or_default();
         diags.error(
             file,
-            None,
+            cfg.line_of(file, "default_group"),
             "default_group",
             format!(
                 "{:?} names no group in groups: ({}){hint}",
@@ -69,7 +81,9 @@ pub fn validate(cfg: &Config, diags: &mut Diagnostics) {
     check_slice_collisions(cfg, diags);
 }
 
-fn check_aggregate(a: &Aggregate, file: &Path, key: &str, diags: &mut Diagnostics) {
+fn check_aggregate(cfg: &Config, a: &Aggregate, file: &Path, key: &str, diags: &mut Diagnostics) {
+    // The line of the offending value (else of the `aggregate:` mapping).
+    let at = |k: &str| cfg.line_of(file, &format!("{key}.{k}")).unwrap_or(a.line);
     let high = a.memory_high.and_then(Limit::value);
     let max = a.memory_max.and_then(Limit::value);
     if let (Some(h), Some(m)) = (high, max)
@@ -77,7 +91,7 @@ fn check_aggregate(a: &Aggregate, file: &Path, key: &str, diags: &mut Diagnostic
     {
         diags.error(
                 file,
-                Some(a.line),
+                Some(at("memory_high")),
                 &format!("{key}.memory_high"),
                 format!(
                     "memory_high ({}) is above memory_max ({}); the soft limit must not exceed the hard one",
@@ -89,7 +103,7 @@ fn check_aggregate(a: &Aggregate, file: &Path, key: &str, diags: &mut Diagnostic
     if a.tasks_max == Some(Limit::Value(0)) {
         diags.error(
             file,
-            Some(a.line),
+            Some(at("tasks_max")),
             &format!("{key}.tasks_max"),
             "0 tasks would stop every container from starting",
         );
@@ -97,7 +111,7 @@ fn check_aggregate(a: &Aggregate, file: &Path, key: &str, diags: &mut Diagnostic
     if a.memory_max == Some(Limit::Value(0)) {
         diags.error(
             file,
-            Some(a.line),
+            Some(at("memory_max")),
             &format!("{key}.memory_max"),
             "0 bytes would OOM-kill every container",
         );
