@@ -64,6 +64,8 @@ pub struct CheckEnv {
     pub user: Option<String>,
     /// The real daemon's socket when ds01's proxy owns the Docker socket.
     pub proxy_upstream: PathBuf,
+    /// Where the last good config is saved (`/var/lib/ds01`).
+    pub state_dir: PathBuf,
 }
 
 fn r(
@@ -158,7 +160,14 @@ fn no_config(name: &'static str, tags: &[&'static str]) -> CheckResult {
 fn check_config(ctx: &Ctx, first_error: Option<&str>) -> CheckResult {
     let name = "config";
     if let Some(e) = first_error {
-        return r(name, Status::Fail, e, &[]);
+        let in_force = match crate::config::last_good::load_snapshot(&ctx.env.state_dir) {
+            Some(_) => format!(
+                "; until it is fixed, ds01 enforces the last config that loaded cleanly ({})",
+                crate::config::last_good::snapshot_path(&ctx.env.state_dir).display()
+            ),
+            None => "; no last good config is saved: the wrapper starts containers unchecked and the proxy refuses non-admins' creates until it is fixed".into(),
+        };
+        return r(name, Status::Fail, format!("{e}{in_force}"), &[]);
     }
     let Some(cfg) = &ctx.cfg else {
         return r(

@@ -18,14 +18,53 @@ pub fn append_once(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         .create(true)
         .mode(mode)
         .open(path)?;
-    let written = f.write(bytes)?;
+    let written = match f.write(bytes) {
+        Ok(n) => n,
+        Err(e) => return Err(full_disk_message(e, path)),
+    };
     if written != bytes.len() {
+        // The file system filled up (or a size limit was hit) mid-write: take our
+        // partial bytes back so the file still ends on a whole line — unless
+        // someone appended after us, whose bytes must not be cut.
+        let rolled_back = (|| -> io::Result<bool> {
+            use std::io::Seek;
+            let end = f.stream_position()?;
+            if f.metadata()?.len() != end {
+                return Ok(false);
+            }
+            f.set_len(end - written as u64)?;
+            Ok(true)
+        })()
+        .unwrap_or(false);
         return Err(io::Error::new(
-            io::ErrorKind::WriteZero,
-            format!("short write: {written} of {} bytes", bytes.len()),
+            io::ErrorKind::StorageFull,
+            format!(
+                "{}: no room to write — only {written} of {} bytes fitted (the file system is full, or a file size limit was reached); {}",
+                path.display(),
+                bytes.len(),
+                if rolled_back {
+                    "the partial write was removed, the file still ends on a whole line"
+                } else {
+                    "another writer appended after it, so the partial write is left in place"
+                }
+            ),
         ));
     }
     Ok(())
+}
+
+/// ENOSPC / EDQUOT / EFBIG said in words an admin acts on.
+fn full_disk_message(e: io::Error, path: &Path) -> io::Error {
+    let why = match e.raw_os_error() {
+        Some(libc::ENOSPC) => "the file system is full",
+        Some(libc::EDQUOT) => "the disk quota is exhausted",
+        Some(libc::EFBIG) => "a file size limit was reached",
+        _ => return e,
+    };
+    io::Error::new(
+        e.kind(),
+        format!("{}: nothing written: {why} ({e})", path.display()),
+    )
 }
 
 /// Replace `path` atomically: temp file in the same directory, fsync, rename,
@@ -83,6 +122,51 @@ pub fn lock(path: &Path, wait: std::time::Duration) -> Result<FileLock, String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file size limit (RLIMIT_FSIZE, with SIGXFSZ ignored) makes a write short
+    /// exactly as a full disk does: the partial line is rolled back. Run in a
+    /// child process so the limit does not leak into other tests.
+    #[test]
+    fn a_short_append_is_rolled_back_to_a_whole_line() {
+        if std::env::var_os("DS01_FSIZE_CHILD").is_some() {
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("log");
+        std::fs::write(&p, "first line\n").expect("write");
+        let exe = std::env::current_exe().expect("exe");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "trap '' XFSZ; ulimit -f 4; exec '{}' --exact fsutil::tests::fsize_child --nocapture",
+                exe.display()
+            ))
+            .env("DS01_FSIZE_CHILD", &p)
+            .output()
+            .expect("run child");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("CHILD-OK"),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let log = std::fs::read_to_string(&p).expect("read");
+        assert_eq!(log, "first line\n", "the partial line was removed");
+    }
+
+    /// The child of the test above: 4 KiB file size limit, a 10 KiB line.
+    #[test]
+    fn fsize_child() {
+        let Some(p) = std::env::var_os("DS01_FSIZE_CHILD") else {
+            return;
+        };
+        let line = format!("{}\n", "x".repeat(10_000));
+        let e = append_once(Path::new(&p), line.as_bytes(), 0o644).expect_err("must not fit");
+        let msg = e.to_string();
+        assert!(msg.contains("no room to write"), "{msg}");
+        assert!(msg.contains("still ends on a whole line"), "{msg}");
+        println!("CHILD-OK");
+    }
 
     #[test]
     fn append_and_replace() {

@@ -153,6 +153,45 @@ fn every_slice_every_pass_in_one_append() {
 }
 
 #[test]
+fn a_full_disk_leaves_the_stats_log_on_a_whole_line() {
+    // A file size limit (with SIGXFSZ ignored) makes the write short exactly as a
+    // nearly full file system does, without root or a tmpfs (the real-kernel guest
+    // does it on a real 64 KiB tmpfs).
+    let e = Env::new();
+    ds01::demo::write_fake_tree(&e.root(), 200).expect("tree");
+    e.pass().success();
+    let before = std::fs::read(e.stats()).expect("read");
+    assert!(
+        before.len() > 8192,
+        "one pass is bigger than the limit below"
+    );
+    let cmd = e.cmd();
+    let argv: Vec<String> = std::iter::once(cmd.get_program().to_string_lossy().into_owned())
+        .chain(cmd.get_args().map(|a| a.to_string_lossy().into_owned()))
+        .map(|a| format!("'{a}'"))
+        .collect();
+    let limit_blocks = (before.len() / 512 + 4) as u64; // room for a few more lines
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f {limit_blocks}; exec {}",
+            argv.join(" ")
+        ))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no room to write"), "{err}");
+    assert!(err.contains("still ends on a whole line"), "{err}");
+    let after = std::fs::read(e.stats()).expect("read");
+    assert_eq!(after, before, "the partial pass was taken back");
+    // The next pass (with room again) appends whole lines after it.
+    e.pass().success();
+    assert_eq!(e.stat_lines().len(), 400);
+}
+
+#[test]
 fn missing_psi_files_leave_the_fields_out() {
     let e = Env::new();
     let mut a = FakeSlice::new("student", "alice");

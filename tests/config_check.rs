@@ -129,7 +129,9 @@ fn memory_high_above_memory_max() {
     let yaml = BASE.replace("memory_high: \"43G\"", "memory_high: \"50G\"");
     assert_error(
         &yaml,
-        &["resource-limits.yaml:11: groups.student.aggregate.memory_high: memory_high (50G) is above memory_max (48G)"],
+        &[
+            "resource-limits.yaml:11: groups.student.aggregate.memory_high: memory_high (50G) is above memory_max (48G)",
+        ],
     );
     // In an override file too: the line of the value in that file.
     let f = Fixture::new(BASE);
@@ -153,7 +155,9 @@ fn memory_swap_below_memory_points_at_the_value() {
     );
     assert_error(
         &yaml,
-        &["resource-limits.yaml:8: groups.student.memory_swap: memory_swap (8g) is below memory (16g)"],
+        &[
+            "resource-limits.yaml:8: groups.student.memory_swap: memory_swap (8g) is below memory (16g)",
+        ],
     );
 }
 

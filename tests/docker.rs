@@ -146,6 +146,7 @@ impl Env {
             .env("DS01_CGROUP_ROOT", &self.cg)
             .env("DS01_EVENTS_LOG", &self.events)
             .env("DS01_NVIDIA_SMI", self.f.path().join("nvidia-smi"))
+            .env("DS01_STATE_DIR", self.f.path().join("state"))
             .env_remove("DS01_WRAPPER_BYPASS");
         match user {
             Some(u) => c.env("DS01_WRAPPER_USER", u),
@@ -516,6 +517,48 @@ fn fail_open_loudly_when_config_or_api_cannot_be_read() {
             .iter()
             .any(|v| v["event_type"] == "docker.fail_open")
     );
+}
+
+#[test]
+fn a_broken_config_enforces_the_last_good_one() {
+    let e = Env::new(json!([]), vec![]);
+    e.set_usage(0, 0);
+    // A clean load saves the snapshot.
+    e.cmd(Some("alice"), &["run", "img"]).assert().success();
+    assert!(e.f.path().join("state/last-good-config.json").exists());
+    // One inconsistent group breaks the file.
+    let good = std::fs::read_to_string(e.f.config()).expect("read");
+    let broken = good.replace("  student:\n", "  student:\n    memory_swap: 1g\n");
+    assert_ne!(good, broken);
+    std::fs::write(e.f.config(), broken).expect("break config");
+    e.cmd(Some("alice"), &["run", "img"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("the config is broken ("))
+        .stderr(predicate::str::contains(
+            "enforcing the last config that loaded cleanly",
+        ));
+    let argv = e.argv().expect("called");
+    assert!(
+        argv.contains(&"--cgroup-parent=ds01-student-alice.slice".to_string()),
+        "{argv:?}"
+    );
+    assert!(
+        argv.contains(&"--memory=16g".to_string()),
+        "the defaults, from the snapshot: {argv:?}"
+    );
+    assert!(
+        e.events()
+            .iter()
+            .any(|v| v["event_type"] == "config.invalid" && v["user"] == "alice")
+    );
+    // And a non-admin's own cgroup parent is refused, as with a good config.
+    e.cmd(
+        Some("alice"),
+        &["run", "--cgroup-parent=system.slice", "img"],
+    )
+    .assert()
+    .code(1);
 }
 
 #[test]

@@ -66,6 +66,7 @@ pub fn run(a: CheckArgs, config: &Path) -> CliResult {
             || PathBuf::from(crate::proxy::DEFAULT_UPSTREAM),
             PathBuf::from,
         ),
+        state_dir: crate::paths::state_dir(),
     };
     let results = check::run(&env, a.only.as_deref());
     let count = |s: Status| results.iter().filter(|r| r.status == s).count();

@@ -81,14 +81,32 @@ pub fn run(argv: Vec<OsString>, config_flag: Option<&Path>) -> i32 {
         }
     };
     let cfg_path = crate::paths::config_path(config_flag);
-    let loaded = crate::config::load(&cfg_path);
-    let cfg = match (&loaded.config, loaded.diagnostics.has_errors()) {
-        (Some(c), false) => c,
-        _ => {
-            let first = loaded
-                .diagnostics
-                .first_error()
-                .map_or_else(|| "unknown error".to_string(), |d| d.to_string());
+    // A broken config keeps the last one that loaded cleanly in force (saved in the
+    // state dir by whichever command loaded it last): one inconsistent group must
+    // not lift every user's limits.
+    let enforced = crate::config::last_good::load_enforced(&cfg_path, &crate::paths::state_dir());
+    let loaded = &enforced.current;
+    let broken = loaded.diagnostics.has_errors() || loaded.config.is_none();
+    let first = loaded
+        .diagnostics
+        .first_error()
+        .map_or_else(|| "unknown error".to_string(), |d| d.to_string());
+    if broken && enforced.config.is_some() {
+        eprintln!(
+            "ds01: ERROR: the config is broken ({first}); enforcing the last config that loaded cleanly. An admin should run `ds01 config check`."
+        );
+        log(
+            &events,
+            &Event::new("config.invalid")
+                .user(&me.name)
+                .source(SOURCE)
+                .detail("error", first.as_str())
+                .detail("in_force", "the last good config (saved in the state dir)"),
+        );
+    }
+    let cfg = match &enforced.config {
+        Some(c) => c,
+        None => {
             let why = format!("cannot use the config ({first})");
             // Never "no enforcement" for the cgroup parent: without a config only
             // admins (by Unix group) may choose one.

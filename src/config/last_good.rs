@@ -64,7 +64,8 @@ pub fn save(config: &Path, state_dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(state_dir)?;
     let mut bytes = serde_json::to_vec_pretty(&doc).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
-    crate::fsutil::write_atomic(&path, &bytes, 0o600)
+    // Readable like the config itself: the wrapper runs as the user.
+    crate::fsutil::write_atomic(&path, &bytes, 0o644)
 }
 
 /// Load the snapshot, if there is one that still loads cleanly: the files are laid
