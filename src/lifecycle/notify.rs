@@ -83,6 +83,9 @@ fn cstr_field(f: &[libc::c_char]) -> String {
 
 /// Write to one terminal, as `write(1)` does: a character device owned by the
 /// user, opened without becoming our controlling terminal and without blocking.
+/// A terminal with messages off (`mesg n`: not group-writable) is refused by the
+/// kernel for the monitor (it has no CAP_DAC_OVERRIDE, only the `tty` group), so
+/// the user's choice is honoured; the alerts file still carries the warning.
 pub fn write_terminal(tty: &Path, uid: Option<u32>, message: &str) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)

@@ -384,9 +384,11 @@ systemctl daemon-reload
 systemctl restart ds01-monitor.service
 # alice logged in on a terminal (login writes utmp); the typescript is what her terminal shows.
 rm -f /tmp/alice-tty.log
-(sleep 400 | script -qfc "login -f alice" /tmp/alice-tty.log >/dev/null 2>&1 &)
-for i in $(seq 1 20); do who | grep -q '^alice ' && break; sleep 0.5; done
-check "alice has a terminal session (utmp)" 1 "$(who | grep -c '^alice ')" "$(who)"
+# As over SSH (a pty of mode 0620): messages on. login(1) itself makes it 0600 (mesg n),
+# which ds01 honours as write(1) does.
+((sleep 2; echo 'mesg y'; sleep 400) | script -qfc "login -f alice" /tmp/alice-tty.log >/dev/null 2>&1 &)
+for i in $(seq 1 20); do who -T | grep -q '^alice *+' && break; sleep 0.5; done
+check "alice has a terminal session (utmp), messages on" 1 "$(who -T | grep -c '^alice *+')" "$(who -T)"
 /usr/bin/docker rm -f $(/usr/bin/docker ps -aq) >/dev/null 2>&1
 as alice "ds01 docker run -d --name lc-idle --network none --memory 32m ds01-test:latest sleep 600" >/dev/null 2>&1
 as alice "ds01 docker run -d --name lc-busy --network none --memory 32m --cpus 0.2 ds01-test:latest sh -c 'while :; do :; done'" >/dev/null 2>&1
