@@ -73,6 +73,14 @@ seed proxy_route list 'GET\0/v1.43/containers/json\0all=1&filters=%%7B%%7D'
 seed engine_json inspect '{"Id":"c1","Name":"/a","Created":"2026-12-01T10:00:00Z","Config":{"Labels":{"ds01.user":"alice","ds01.container_type":"compose"},"Env":["NVIDIA_VISIBLE_DEVICES=0,1"]},"State":{"Status":"running","StartedAt":"2026-12-01T10:00:01Z","FinishedAt":"0001-01-01T00:00:00Z","Pid":42},"HostConfig":{"DeviceRequests":[{"Driver":"","Count":-1,"DeviceIDs":null,"Capabilities":[["gpu"]]}]}}'
 seed create_decision body '{"Image":"img","HostConfig":{"Binds":["/home/alice:/w"],"Privileged":false,"CapAdd":["SYS_ADMIN"],"Memory":1073741824,"DeviceRequests":[{"Count":1,"Capabilities":[["gpu"]]}]},"Labels":{"a":"b"}}'
 
+# Every input that once crashed a target is re-run first (fuzz/regressions/<target>).
+for d in fuzz/regressions/*/; do
+    [ -d "$d" ] || continue
+    t=$(basename "$d")
+    mkdir -p "fuzz/corpus/$t"
+    cp "$d"* "fuzz/corpus/$t/" 2>/dev/null || true
+done
+
 fail=0
 printf '%-16s %12s %8s %10s %8s\n' target execs seconds corpus crashes
 for t in "${targets[@]}"; do

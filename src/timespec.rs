@@ -203,7 +203,7 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     if !(secs.is_finite() && secs > 0.0) {
         return Err(format!("{s:?}: a duration must be above 0"));
     }
-    Ok(std::time::Duration::from_secs_f64(secs))
+    std::time::Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?}: too long a duration"))
 }
 
 #[cfg(test)]
@@ -225,6 +225,12 @@ mod tests {
                 .contains("unknown unit")
         );
         assert!(parse_duration("abc").is_err());
+        // Found by the `units` fuzz target: a huge number panicked in Duration.
+        assert!(
+            parse_duration("88888888888888888888888888")
+                .expect_err("too long")
+                .contains("too long")
+        );
     }
 
     fn now() -> ZonedDateTime {

@@ -20,6 +20,6 @@ fuzz_target!(|data: &[u8]| {
     let now = jiff::Timestamp::UNIX_EPOCH
         .checked_add(jiff::SignedDuration::from_hours(500_000))
         .expect("time")
-        .to_zoned(jiff::tz::TimeZone::UTC);
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC);
     let _ = ds01::timespec::parse_time(s, &now);
 });

@@ -3,7 +3,8 @@
 //! runtime, stop grace). Decoded strictly with file:line diagnostics; the values
 //! the old scripts used are the defaults.
 
-use super::diag::{Diagnostics, did_you_mean};
+use super::dec::Dec;
+use super::diag::Diagnostics;
 use super::yaml::{Node, Scalar};
 use crate::units::Limit;
 use std::collections::BTreeMap;
@@ -84,43 +85,7 @@ pub const POLICY_KEYS: &[&str] = &[
 ];
 const TYPE_KEYS: &[&str] = &["idle_timeout_h", "max_runtime_h", "sigterm_grace_s"];
 
-struct Dec<'a> {
-    file: &'a Path,
-    diags: &'a mut Diagnostics,
-}
-
 impl Dec<'_> {
-    fn error(&mut self, line: usize, key: &str, msg: impl Into<String>) {
-        self.diags.error(self.file, Some(line), key, msg);
-    }
-
-    fn unknown(&mut self, line: usize, key: &str, name: &str, known: &[&str]) {
-        let hint = did_you_mean(name, known)
-            .map(|s| format!(" (did you mean {s:?}?)"))
-            .unwrap_or_default();
-        self.diags.warning(
-            self.file,
-            Some(line),
-            key,
-            format!("unknown key, ignored{hint}"),
-        );
-    }
-
-    fn map<'n>(&mut self, v: &'n Node, key: &str) -> Option<&'n [(Node, Node)]> {
-        if v.is_null() {
-            return Some(&[]);
-        }
-        let m = v.as_map();
-        if m.is_none() {
-            self.error(
-                v.line,
-                key,
-                format!("expected a mapping, found {}", v.describe()),
-            );
-        }
-        m
-    }
-
     /// A number in `range`; `null` only when `nullable` (→ `Limit::Max`).
     fn number(
         &mut self,
@@ -166,14 +131,11 @@ pub fn decode_policies(file: &Path, diags: &mut Diagnostics, v: &Node, p: &mut L
         let key = format!("policies.{name}");
         let num = |d: &mut Dec, r, what| d.number(v, &key, r, what, false).and_then(Limit::value);
         match name {
-            "lifecycle_enforcement" => match v.scalar() {
-                Some(Scalar::Bool(b)) => p.enforce = b,
-                _ => d.error(
-                    v.line,
-                    &key,
-                    format!("expected true or false, found {}", v.describe()),
-                ),
-            },
+            "lifecycle_enforcement" => {
+                if let Some(b) = d.bool(v, &key) {
+                    p.enforce = b;
+                }
+            }
             "high_demand_threshold" => {
                 if let Some(x) = num(&mut d, 0.0..=1.0, "a share of the GPUs from 0 to 1") {
                     p.high_demand_threshold = x;

@@ -1,6 +1,7 @@
 //! `resource-limits.yaml` and the files beside it: model, loading with diagnostics,
 //! validation and per-user resolution.
 
+mod dec;
 pub mod diag;
 pub mod last_good;
 pub mod lifecycle;

@@ -324,9 +324,14 @@ impl Config {
     /// `monitoring.infrastructure_containers`: name prefixes of containers that
     /// lifecycle enforcement never touches.
     pub fn infrastructure_containers(&self) -> Vec<String> {
+        self.kept_strings("monitoring", "infrastructure_containers")
+    }
+
+    /// A list of strings in a section kept as given (`section.key`).
+    fn kept_strings(&self, section: &str, key: &str) -> Vec<String> {
         self.sections
-            .get("monitoring")
-            .and_then(|m| m.get("infrastructure_containers"))
+            .get(section)
+            .and_then(|a| a.get(key))
             .and_then(Value::as_array)
             .map(|v| {
                 v.iter()
@@ -338,16 +343,7 @@ impl Config {
 
     /// User names listed in `access_control.admin_users`.
     pub fn admin_users(&self) -> Vec<String> {
-        self.sections
-            .get("access_control")
-            .and_then(|a| a.get("admin_users"))
-            .and_then(Value::as_array)
-            .map(|v| {
-                v.iter()
-                    .filter_map(|x| x.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.kept_strings("access_control", "admin_users")
     }
 }
 

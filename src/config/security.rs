@@ -18,6 +18,7 @@
 //!
 //! The checks themselves are in `crate::docker::security`.
 
+use super::dec::Dec;
 use super::diag::{Diagnostics, did_you_mean};
 use super::yaml::{Kind, Node, Scalar};
 use std::collections::BTreeMap;
@@ -178,45 +179,7 @@ pub fn normalize_cap(c: &str) -> String {
     up.strip_prefix("CAP_").unwrap_or(&up).to_string()
 }
 
-struct Dec<'a> {
-    file: &'a Path,
-    diags: &'a mut Diagnostics,
-}
-
 impl Dec<'_> {
-    fn error(&mut self, line: usize, key: &str, msg: impl Into<String>) {
-        self.diags.error(self.file, Some(line), key, msg);
-    }
-
-    fn map<'n>(&mut self, v: &'n Node, key: &str) -> Option<&'n [(Node, Node)]> {
-        if v.is_null() {
-            return Some(&[]);
-        }
-        let m = v.as_map();
-        if m.is_none() {
-            self.error(
-                v.line,
-                key,
-                format!("expected a mapping, found {}", v.describe()),
-            );
-        }
-        m
-    }
-
-    fn bool(&mut self, v: &Node, key: &str) -> Option<bool> {
-        match v.scalar() {
-            Some(Scalar::Bool(b)) => Some(b),
-            _ => {
-                self.error(
-                    v.line,
-                    key,
-                    format!("expected true or false, found {}", v.describe()),
-                );
-                None
-            }
-        }
-    }
-
     fn strings(&mut self, v: &Node, key: &str) -> Vec<String> {
         if v.is_null() {
             return Vec::new();
