@@ -83,6 +83,17 @@ fn bench(c: &mut Criterion) {
     let mut quiet = Quiet;
     let admin = |_: &str| false;
     let mut state = State::default();
+    c.bench_function("lifecycle_scope_walk_1000_slices", |b| {
+        b.iter(|| {
+            let w = ds01::cgroup::walk(&root).expect("walk");
+            let n: usize = w
+                .slices
+                .iter()
+                .map(|s| ds01::cgroup::container_scopes(&s.dir.path).len())
+                .sum();
+            black_box(n)
+        })
+    });
     c.bench_function("lifecycle_pass_1000_containers", |b| {
         b.iter(|| {
             let mut ctx = PassCtx {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit, fixture, CLI and host-kernel tests,
-# then the whole chain on a real kernel in a QEMU guest (vm/run.sh).
+# a short run of every fuzz target, then the whole chain on a real kernel in a QEMU
+# guest (vm/run.sh).
 # Installs what it needs on a Debian machine (run as root, or with the tools present).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,6 +50,11 @@ cargo clippy --all-targets --locked -- -D warnings
 
 log "cargo test"
 cargo test --all-targets --locked
+
+# Every fuzz target, briefly (5 s each; scripts/fuzz.sh with no argument is the
+# documented long run). A crash fails the suite; its input is in fuzz/artifacts/.
+log "fuzz targets, 5 s each (scripts/fuzz.sh 5)"
+scripts/fuzz.sh 5
 
 # The whole chain on a real kernel: a Debian guest with systemd, cgroup v2 and dockerd
 # (vm/run.sh, ~3 minutes with a cached image, ~5-6 without). Skippable locally with

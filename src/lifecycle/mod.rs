@@ -689,6 +689,9 @@ pub fn pass(ctx: &mut PassCtx, state: &mut State, now: Timestamp) -> Outcome {
     let mut limits: std::collections::HashMap<(&str, &str), Applied> =
         std::collections::HashMap::new();
     let mut admins: std::collections::HashMap<&str, bool> = std::collections::HashMap::new();
+    // The owner's slice, relative to the ds01.slice root: where the scope is.
+    let mut slices: std::collections::HashMap<&str, std::path::PathBuf> =
+        std::collections::HashMap::new();
     for c in &containers {
         let lim = limits
             .entry((c.user.as_str(), c.ctype.as_str()))
@@ -726,7 +729,11 @@ pub fn pass(ctx: &mut PassCtx, state: &mut State, now: Timestamp) -> Outcome {
             next: String::new(),
         };
         let actions = if c.state == RunState::Running {
-            let s = ctx.probe.sample(c, now);
+            let slice = slices.entry(c.user.as_str()).or_insert_with(|| {
+                let r = ctx.cfg.resolve(&c.user);
+                std::path::Path::new(&crate::naming::group_slice(&r.group)).join(r.slice())
+            });
+            let s = ctx.probe.sample(c, slice, now);
             row.gpu = match s.gpu {
                 GpuSignal::NoGpu => None,
                 GpuSignal::Unknown => Some("unknown".into()),

@@ -24,7 +24,10 @@ pub trait Docker {
 pub trait Probe {
     /// Called once per pass with the running containers, before any `sample`.
     fn prepare(&mut self, running: &[&Container]);
-    fn sample(&self, c: &Container, now: jiff::Timestamp) -> Sample;
+    /// `slice`: the owner's slice directory relative to the `ds01.slice` root
+    /// (`ds01-<group>.slice/ds01-<group>-<user>.slice`), where the wrapper and the
+    /// proxy put the container's scope.
+    fn sample(&self, c: &Container, slice: &std::path::Path, now: jiff::Timestamp) -> Sample;
 }
 
 /// The Engine API. Inspects are cached per container and repeated only when its
@@ -252,7 +255,11 @@ impl Docker for EngineDocker {
 pub struct RealProbe {
     pub cgroup_root: PathBuf,
     pub proc_root: PathBuf,
-    scopes: HashMap<String, PathBuf>,
+    /// Every container scope in the tree, walked at most once a pass and only
+    /// when a scope is not where its owner's slice says (an admin's own parent).
+    scopes: std::cell::OnceCell<HashMap<String, PathBuf>>,
+    /// `cpu.stat` files kept open between passes (on cgroupfs: one `pread` a look).
+    files: std::sync::Arc<crate::cgroup::OpenFiles>,
     /// GPU utilisation by index and by UUID; `None` = not read (or unreadable).
     gpu_util: Option<HashMap<String, f64>>,
 }
@@ -262,9 +269,16 @@ impl RealProbe {
         RealProbe {
             cgroup_root,
             proc_root,
-            scopes: HashMap::new(),
+            scopes: std::cell::OnceCell::new(),
+            files: std::sync::Arc::default(),
             gpu_util: None,
         }
+    }
+
+    fn cpu_usec(&self, dir: PathBuf) -> Option<Option<u64>> {
+        let mut d = crate::cgroup::CgroupDir::new(dir);
+        d.open_files = crate::cgroup::Shared(Some(std::sync::Arc::clone(&self.files)));
+        d.cpu_usage_usec().ok()
     }
 }
 
@@ -323,13 +337,16 @@ pub fn parse_net_dev(text: &str) -> Option<u64> {
 
 impl Probe for RealProbe {
     fn prepare(&mut self, running: &[&Container]) {
-        self.scopes.clear();
-        if let Ok(w) = crate::cgroup::walk(&self.cgroup_root) {
-            for s in &w.slices {
-                self.scopes
-                    .extend(crate::cgroup::container_scopes(&s.dir.path));
-            }
-        }
+        self.scopes = std::cell::OnceCell::new();
+        // Close the kept files of containers that stopped.
+        let live: std::collections::HashSet<String> = running
+            .iter()
+            .map(|c| format!("docker-{}.scope", c.id))
+            .collect();
+        self.files.retain_dirs(|d| {
+            d.file_name()
+                .is_some_and(|n| live.contains(n.to_string_lossy().as_ref()))
+        });
         self.gpu_util = if running.iter().any(|c| !c.gpus.is_empty()) {
             gpu_utilisation()
         } else {
@@ -337,13 +354,26 @@ impl Probe for RealProbe {
         };
     }
 
-    fn sample(&self, c: &Container, now: jiff::Timestamp) -> Sample {
-        let cpu_usec = self.scopes.get(&c.id).and_then(|p| {
-            crate::cgroup::CgroupDir::new(p.clone())
-                .cpu_usage_usec()
-                .ok()
-                .flatten()
-        });
+    fn sample(&self, c: &Container, slice: &std::path::Path, now: jiff::Timestamp) -> Sample {
+        let scope = format!("docker-{}.scope", c.id);
+        let cpu_usec = match self.cpu_usec(self.cgroup_root.join(slice).join(&scope)) {
+            Some(Some(v)) => Some(v),
+            // Not under its owner's slice: find it (one walk a pass at most).
+            Some(None) => self
+                .scopes
+                .get_or_init(|| {
+                    let mut m = HashMap::new();
+                    if let Ok(w) = crate::cgroup::walk(&self.cgroup_root) {
+                        for s in &w.slices {
+                            m.extend(crate::cgroup::container_scopes(&s.dir.path));
+                        }
+                    }
+                    m
+                })
+                .get(&c.id)
+                .and_then(|p| self.cpu_usec(p.clone()).flatten()),
+            None => None,
+        };
         let net_bytes = c.pid.and_then(|pid| {
             std::fs::read_to_string(self.proc_root.join(pid.to_string()).join("net/dev"))
                 .ok()
@@ -400,6 +430,7 @@ pub fn default_sockets() -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn net_dev_sums_all_but_loopback() {
@@ -420,6 +451,52 @@ mod tests {
         assert_eq!(gpu_signal(&["all".into()], Some(&u)), GpuSignal::Util(80.0));
         assert_eq!(gpu_signal(&["2".into()], Some(&u)), GpuSignal::Unknown);
         assert_eq!(gpu_signal(&["0".into()], None), GpuSignal::Unknown);
+    }
+
+    #[test]
+    fn a_scope_outside_its_owners_slice_is_found_by_a_walk() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let root = d.path().join("ds01.slice");
+        let at = |user: &str, id: &str| {
+            let p = root
+                .join("ds01-student.slice")
+                .join(format!("ds01-student-{user}.slice"))
+                .join(format!("docker-{id}.scope"));
+            std::fs::create_dir_all(&p).expect("mkdir");
+            std::fs::write(
+                p.join("cpu.stat"),
+                format!("usage_usec {}\n", id.len() * 1000),
+            )
+            .expect("write");
+        };
+        at("alice", "aa");
+        at("bob", "bbb"); // alice's container, placed by an admin under bob's slice
+        let mut probe = RealProbe::new(root, d.path().join("proc"));
+        let c = |id: &str| Container {
+            id: id.into(),
+            name: id.into(),
+            user: "alice".into(),
+            ctype: "docker".into(),
+            state: RunState::Running,
+            created: jiff::Timestamp::UNIX_EPOCH,
+            started: None,
+            finished: None,
+            pid: None,
+            gpus: vec![],
+            protected_label: false,
+        };
+        let (a, b, gone) = (c("aa"), c("bbb"), c("zz"));
+        probe.prepare(&[&a, &b, &gone]);
+        let slice = Path::new("ds01-student.slice/ds01-student-alice.slice");
+        let now = jiff::Timestamp::UNIX_EPOCH;
+        assert_eq!(probe.sample(&a, slice, now).cpu_usec, Some(2000));
+        assert_eq!(probe.sample(&b, slice, now).cpu_usec, Some(3000));
+        assert_eq!(probe.sample(&gone, slice, now).cpu_usec, None);
+        assert_eq!(
+            probe.sample(&a, slice, now).net_bytes,
+            None,
+            "no pid: no network"
+        );
     }
 
     #[test]

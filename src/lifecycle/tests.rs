@@ -432,7 +432,7 @@ impl Docker for Fake {
 
 impl Probe for Fake {
     fn prepare(&mut self, _running: &[&Container]) {}
-    fn sample(&self, c: &Container, now: Timestamp) -> Sample {
+    fn sample(&self, c: &Container, _slice: &std::path::Path, now: Timestamp) -> Sample {
         Sample {
             at: now,
             cpu_usec: self.0.borrow().cpu.get(&c.id).copied().or(Some(0)),
