@@ -220,6 +220,7 @@ pub fn save_state(dir: &Path, st: &OomState) -> std::io::Result<()> {
     let counts = serde_json::to_vec_pretty(&st.counts).map_err(std::io::Error::other)?;
     let tracking = serde_json::to_vec(&st.tracking).map_err(std::io::Error::other)?;
     crate::fsutil::write_atomic(&dir.join(TRACKING_FILE), &tracking, 0o644)?;
+    crate::fault::point("oom-state-half");
     crate::fsutil::write_atomic(&dir.join(COUNTS_FILE), &counts, 0o644)
 }
 
@@ -407,6 +408,23 @@ pub fn track_ooms_as(
             (OomState::default(), true)
         }
     };
+    // A pass that crashed between logging its kills and saving the state left its
+    // intent behind: kills whose event is in the log are moved forward now, so
+    // they are not logged twice; the others are logged below, so none is lost.
+    let intent_path = p.state_dir.join(INTENT_FILE);
+    let intent: Vec<Intent> = std::fs::read(&intent_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    if !intent.is_empty() {
+        let logged = recent_oom_totals(&p.events.path);
+        for i in &intent {
+            if logged.contains(&(i.user.clone(), i.total)) {
+                state.counts.insert(i.user.clone(), i.total);
+                state.tracking.insert(i.user.clone(), i.tracking.clone());
+            }
+        }
+    }
     let mut events = Vec::new();
     let mut pending: Vec<(String, u64, Tracking)> = Vec::new();
     for s in stats {
@@ -468,6 +486,24 @@ pub fn track_ooms_as(
     // be written is logged by the next pass instead of being lost.
     let mut logged = true;
     if !events.is_empty() {
+        let intent: Vec<Intent> = pending
+            .iter()
+            .filter(|(u, _, _)| events.iter().any(|e| e.user.as_deref() == Some(u.as_str())))
+            .map(|(user, total, tracking)| Intent {
+                user: user.clone(),
+                total: *total,
+                tracking: tracking.clone(),
+            })
+            .collect();
+        if let Ok(b) = serde_json::to_vec(&intent)
+            && let Err(e) = crate::fsutil::write_atomic(&intent_path, &b, 0o644)
+        {
+            rep.errors.push(format!(
+                "cannot write {} (a crash now could log a kill twice): {e}",
+                intent_path.display()
+            ));
+        }
+        crate::fault::point("oom-intent");
         let mut buf = String::new();
         for ev in &events {
             match ev.to_line(now) {
@@ -491,13 +527,55 @@ pub fn track_ooms_as(
         state.counts.insert(user.clone(), total);
         state.tracking.insert(user, tracking);
     }
-    if let Err(e) = save_state(&p.state_dir, &state) {
-        rep.errors.push(format!(
+    crate::fault::point("oom-logged");
+    match save_state(&p.state_dir, &state) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&intent_path);
+        }
+        Err(e) => rep.errors.push(format!(
             "cannot save the OOM state in {}: {e}",
             p.state_dir.display()
-        ));
+        )),
     }
     if logged {
         rep.oom_events = events;
     }
+}
+
+/// Kills about to be logged, saved before the append (`oom-intent.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Intent {
+    user: String,
+    total: u64,
+    tracking: Tracking,
+}
+
+const INTENT_FILE: &str = "oom-intent.json";
+
+/// `(user, total_oom_kills)` of the `resource.oom_kill` events in the last 1 MiB
+/// of the event log: enough for the lines one crashed pass can have written.
+fn recent_oom_totals(log: &Path) -> std::collections::HashSet<(String, u64)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut out = std::collections::HashSet::new();
+    let Ok(mut f) = std::fs::File::open(log) else {
+        return out;
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(1 << 20)));
+    let mut buf = Vec::new();
+    if f.read_to_end(&mut buf).is_err() {
+        return out;
+    }
+    for line in String::from_utf8_lossy(&buf).lines() {
+        if !line.contains("resource.oom_kill") {
+            continue;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if let (Some(u), Some(t)) = (v["user"].as_str(), v["details"]["total_oom_kills"].as_u64()) {
+            out.insert((u.to_string(), t));
+        }
+    }
+    out
 }

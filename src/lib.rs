@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod docker;
 pub mod events;
+pub mod fault;
 pub mod fsutil;
 pub mod greet;
 pub mod lifecycle;

@@ -380,6 +380,7 @@ pub fn apply_with(
         staged.push((tmp, path));
         touched.insert(parent);
     }
+    crate::fault::point("slices-staged");
     if !staged.is_empty() {
         let synced =
             fs::File::open(dir).and_then(|d| rustix::fs::syncfs(&d).map_err(io::Error::from));
@@ -394,6 +395,7 @@ pub fn apply_with(
     let mut n = 0;
     for (i, (tmp, path)) in staged.iter().enumerate() {
         before_rename(tmp);
+        crate::fault::point("slices-rename");
         if let Err(e) = fs::rename(tmp, path) {
             cleanup(&staged[i..]);
             return Err(SliceError::Write {
@@ -408,6 +410,7 @@ pub fn apply_with(
             continue;
         }
         let path = dir.join(&ch.rel);
+        crate::fault::point("slices-remove");
         fs::remove_file(&path).map_err(|e| SliceError::Remove {
             path: path.clone(),
             source: e,

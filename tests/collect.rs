@@ -192,6 +192,36 @@ fn a_full_disk_leaves_the_stats_log_on_a_whole_line() {
 }
 
 #[test]
+fn sigkill_at_every_step_of_the_oom_update_logs_each_kill_exactly_once() {
+    for point in ["oom-intent", "oom-logged", "oom-state-half"] {
+        let e = Env::new();
+        let mut a = FakeSlice::new("student", "alice");
+        e.slice(&a);
+        e.pass().success();
+        a.oom_kill = 2;
+        e.slice(&a);
+        let out = e
+            .cmd()
+            .env("DS01_TEST_FAULT", format!("{point}:1"))
+            .output()
+            .expect("run");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(9), "{point}: the pass was killed");
+        // The next pass (the timer, or the monitor) finishes the job.
+        e.pass().success();
+        e.pass().success();
+        let ev = e.oom_events();
+        assert_eq!(ev.len(), 1, "{point}: exactly one event, {ev:?}");
+        assert_eq!(ev[0]["details"]["total_oom_kills"], 2);
+        // And a later kill is still seen.
+        a.oom_kill = 3;
+        e.slice(&a);
+        e.pass().success();
+        assert_eq!(e.oom_events().len(), 2, "{point}");
+    }
+}
+
+#[test]
 fn missing_psi_files_leave_the_fields_out() {
     let e = Env::new();
     let mut a = FakeSlice::new("student", "alice");

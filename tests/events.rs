@@ -217,6 +217,64 @@ fn malformed_lines_are_skipped_counted_and_hide_nothing() {
 }
 
 #[test]
+fn a_one_mib_line_and_invalid_utf8_are_skipped_not_fatal() {
+    let l = Log::new(&[v1("2026-01-29T10:00:00.000000Z", "a.first", "alice", None)]);
+    let mut bytes = std::fs::read(&l.path).expect("read");
+    bytes.extend_from_slice(format!("{{\"event_type\":\"{}\"}}\n", "x".repeat(1 << 20)).as_bytes());
+    bytes
+        .extend_from_slice(b"{\"timestamp\":\"2026-01-29T10:00:01Z\",\"event_type\":\"a.\xff\"}\n");
+    bytes.extend_from_slice(v1("2026-01-29T10:00:02.000000Z", "a.after", "alice", None).as_bytes());
+    std::fs::write(&l.path, bytes).expect("write");
+    // Nothing fatal: every printed line is JSON, the events around them show (the
+    // invalid bytes are shown replaced, as the old tool did).
+    let got = types(&l.json(&[]));
+    assert_eq!(got.first().map(String::as_str), Some("a.first"));
+    assert_eq!(got.last().map(String::as_str), Some("a.after"));
+    l.query(&["--summary"]).success();
+}
+
+#[test]
+fn a_log_rotated_mid_query_never_yields_a_torn_line() {
+    // logrotate's copytruncate: the file is copied to .1, then truncated, while a
+    // query streams it. Every line printed is whole JSON; the query exits cleanly.
+    let lines: Vec<String> = (0..40_000)
+        .map(|i| {
+            v1(
+                &format!("2026-01-29T10:{:02}:{:02}.000000Z", (i / 60) % 60, i % 60),
+                "a.rot",
+                "alice",
+                None,
+            )
+        })
+        .collect();
+    let l = Log::new(&lines);
+    let full = std::fs::read(&l.path).expect("read");
+    for round in 0..6 {
+        std::fs::write(&l.path, &full).expect("restore");
+        let path = l.path.clone();
+        let rotate = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(5 * round));
+            let _ = std::fs::copy(&path, path.with_extension("jsonl.1"));
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_len(0));
+        });
+        let out = ds01()
+            .args(["events", "--all", "--json"])
+            .env("DS01_EVENTS_LOG", &l.path)
+            .output()
+            .expect("run");
+        rotate.join().expect("rotate");
+        assert!(out.status.success(), "round {round}: {out:?}");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            serde_json::from_str::<serde_json::Value>(line)
+                .unwrap_or_else(|e| panic!("round {round}: torn line {line:?}: {e}"));
+        }
+    }
+}
+
+#[test]
 fn limit_keeps_the_newest_oldest_first() {
     let lines: Vec<String> = (0..120)
         .map(|i| {

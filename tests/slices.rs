@@ -349,6 +349,105 @@ fn crash_between_write_and_rename_leaves_old_or_new_never_partial() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+/// Every file under `dir` with its content.
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, String> {
+    walk(dir)
+        .into_iter()
+        .filter(|p| p.is_file() && !p.to_string_lossy().contains(".ds01-tmp."))
+        .map(|p| {
+            let t = std::fs::read_to_string(&p).expect("read");
+            (p, t)
+        })
+        .collect()
+}
+
+#[test]
+fn sigkill_at_every_step_of_apply_then_the_next_run_converges() {
+    // From one config to another that changes one user, adds one and removes one:
+    // creates, changes and removals in one apply. A foreign file must survive.
+    let before = "alice\ncarol\n";
+    let after = "alice\nbob\n";
+    let new_cfg = CFG.replace("memory_max: \"96G\"", "memory_max: \"120G\"");
+    // The outcome of an uninterrupted apply.
+    let clean = Env::new(CFG, before);
+    clean.run(&["slices", "apply"]).success();
+    clean.f.file("groups/student.members", after);
+    clean.set_config(&new_cfg);
+    clean.run(&["slices", "apply"]).success();
+    let want: std::collections::BTreeMap<String, String> = snapshot(&clean.sd)
+        .into_iter()
+        .map(|(p, t)| {
+            (
+                p.strip_prefix(&clean.sd)
+                    .expect("rel")
+                    .display()
+                    .to_string(),
+                t,
+            )
+        })
+        .collect();
+    let mut crashed_at = Vec::new();
+    for (point, max) in [
+        ("slices-staged", 1),
+        ("slices-rename", 12),
+        ("slices-remove", 6),
+    ] {
+        for n in 1..=max {
+            let e = Env::new(CFG, before);
+            e.run(&["slices", "apply"]).success();
+            std::fs::write(e.sd.join("foreign.conf"), "admin's own\n").expect("write");
+            e.f.file("groups/student.members", after);
+            e.set_config(&new_cfg);
+            let out =
+                e.f.ds01(&["slices", "apply"])
+                    .env("DS01_SYSTEMD_DIR", &e.sd)
+                    .env("DS01_SYSTEMCTL", &e.systemctl)
+                    .env("DS01_CGROUP_ROOT", e.f.path().join("no-cgroup"))
+                    .env("DS01_TEST_FAULT", format!("{point}:{n}"))
+                    .output()
+                    .expect("run");
+            use std::os::unix::process::ExitStatusExt;
+            if out.status.signal() != Some(9) {
+                // Fewer steps of this kind than `n`: the apply simply finished.
+                assert!(out.status.success(), "{point}:{n}: {out:?}");
+                continue;
+            }
+            crashed_at.push(format!("{point}:{n}"));
+            // Whatever the crash left, every unit file is whole (old or new).
+            for (p, t) in snapshot(&e.sd) {
+                if p.extension().is_some_and(|x| x == "conf" || x == "slice") {
+                    assert!(
+                        t.ends_with('\n') && !t.is_empty(),
+                        "{point}:{n} {}: {t:?}",
+                        p.display()
+                    );
+                }
+            }
+            e.run(&["slices", "apply"]).success();
+            let got: std::collections::BTreeMap<String, String> = snapshot(&e.sd)
+                .into_iter()
+                .map(|(p, t)| (p.strip_prefix(&e.sd).expect("rel").display().to_string(), t))
+                .filter(|(p, _)| p != "foreign.conf")
+                .collect();
+            assert_eq!(
+                got, want,
+                "after a crash at {point}:{n}, the re-run converges"
+            );
+            assert_eq!(
+                std::fs::read_to_string(e.sd.join("foreign.conf")).expect("foreign"),
+                "admin's own\n",
+                "nothing foreign touched"
+            );
+            e.run(&["slices", "plan"])
+                .success()
+                .stdout(predicate::str::contains(
+                    "0 to create, 0 to change, 0 to remove",
+                ));
+        }
+    }
+    assert!(crashed_at.len() >= 4, "crashed at {crashed_at:?}");
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).expect("read_dir").flatten() {

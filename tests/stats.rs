@@ -156,6 +156,23 @@ fn malformed_lines_are_counted_and_hide_nothing() {
 }
 
 #[test]
+fn a_one_mib_line_and_invalid_utf8_are_skipped_not_fatal() {
+    let l = log(&[line(0, "alice", "student", 50.0, 0)]);
+    let mut bytes = std::fs::read(&l.path).expect("read");
+    bytes.extend_from_slice(format!("{{\"user\":\"{}\"}}\n", "x".repeat(1 << 20)).as_bytes());
+    bytes.extend_from_slice(b"{\"timestamp\":\"2026-01-30T10:01:00Z\",\"user\":\"\xff\xfe\"}\n");
+    bytes.extend_from_slice(line(2, "alice", "student", 70.0, 0).as_bytes());
+    std::fs::write(&l.path, bytes).expect("write");
+    stats(&l, &[])
+        .success()
+        .stdout(predicate::str::contains("70.0%"))
+        .stderr(predicate::str::contains("malformed line"));
+    stats(&l, &["--summary", "--since", "2026-01-30T00:00:00Z"])
+        .success()
+        .stdout(predicate::str::contains("alice"));
+}
+
+#[test]
 fn rotated_files_when_since_reaches_back() {
     let l = log(&[line(120, "alice", "student", 40.0, 0)]);
     let dir = l.path.parent().expect("dir");

@@ -1,0 +1,30 @@
+//! Crash points for the fault tests: `DS01_TEST_FAULT=<point>:<n>` kills the
+//! process with SIGKILL the n-th time it reaches `point` (1-based), so a test can
+//! crash ds01 between any two steps of a write and check that the next run
+//! converges. Unset, a point costs one load of a cached `Option`.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+fn spec() -> &'static Option<(String, u64)> {
+    static SPEC: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    SPEC.get_or_init(|| {
+        let v = std::env::var("DS01_TEST_FAULT").ok()?;
+        let (name, n) = v.rsplit_once(':').unwrap_or((v.as_str(), "1"));
+        Some((name.to_string(), n.parse().unwrap_or(1)))
+    })
+}
+
+/// A crash point named `name`.
+pub fn point(name: &str) {
+    static HITS: AtomicU64 = AtomicU64::new(0);
+    if let Some((want, at)) = spec()
+        && want == name
+        && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *at
+    {
+        // SAFETY: kill(2) on our own pid; nothing after it runs.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
