@@ -11,7 +11,7 @@ log() { printf '\n== %s\n' "$*"; }
 . scripts/lib.sh
 
 # Debian packages the tests use: systemd-analyze (unit verification), jq, the
-# font plots are drawn with, and Prometheus + promtool (the /metrics test scrapes
+# font plots are drawn with, tmux (ds01 top is driven through it), and Prometheus + promtool (the /metrics test scrapes
 # two monitors with a real Prometheus server started on loopback).
 need_debs() {
     local missing=()
@@ -19,6 +19,7 @@ need_debs() {
     command -v jq >/dev/null || missing+=(jq)
     [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
     command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+    command -v tmux >/dev/null || missing+=(tmux)
     if [ ${#missing[@]} -gt 0 ]; then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
             log "installing ${missing[*]}"

@@ -34,14 +34,24 @@ pub struct OomSummary {
 /// end and stopping at the first line older than `since` (the log is in time
 /// order), so a large log costs no more than its last day.
 pub fn recent_ooms(log: &Path, user: &str, since: Timestamp) -> std::io::Result<OomSummary> {
-    let mut sum = OomSummary {
+    let mut all = recent_ooms_of(log, Some(user), since)?;
+    Ok(all.remove(user).unwrap_or(OomSummary {
         count: 0,
         latest: None,
         container: None,
-    };
+    }))
+}
+
+/// [`recent_ooms`] for every user (`None`) or one, in one backward read.
+pub fn recent_ooms_of(
+    log: &Path,
+    user: Option<&str>,
+    since: Timestamp,
+) -> std::io::Result<std::collections::HashMap<String, OomSummary>> {
+    let mut out: std::collections::HashMap<String, OomSummary> = Default::default();
     let mut f = match std::fs::File::open(log) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(sum),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
         Err(e) => return Err(e),
     };
     let mut pos = f.seek(SeekFrom::End(0))?;
@@ -68,9 +78,11 @@ pub fn recent_ooms(log: &Path, user: &str, since: Timestamp) -> std::io::Result<
             // (the leading v1 timestamp, a substring) before parsing anything.
             let quick_ts = crate::events::read::leading_timestamp(text);
             if quick_ts.is_some_and(|ts| ts < since) {
-                return Ok(sum);
+                return Ok(out);
             }
-            if quick_ts.is_some() && !(text.contains("resource.oom_kill") && text.contains(user)) {
+            if quick_ts.is_some()
+                && !(text.contains("resource.oom_kill") && user.is_none_or(|u| text.contains(u)))
+            {
                 continue;
             }
             let Some(r) = parse_line(text) else {
@@ -79,23 +91,32 @@ pub fn recent_ooms(log: &Path, user: &str, since: Timestamp) -> std::io::Result<
             if let Some(ts) = r.ts
                 && ts < since
             {
-                return Ok(sum);
+                return Ok(out);
             }
-            if r.event_type == "resource.oom_kill" && r.user.as_deref() == Some(user) {
-                let n = serde_json::from_str::<serde_json::Value>(text)
-                    .ok()
-                    .and_then(|v| v.pointer("/details/oom_count").and_then(|c| c.as_u64()))
-                    .unwrap_or(1);
-                sum.count += n;
-                if sum.latest.is_none() {
-                    sum.latest = r.ts;
-                    sum.container = r.container.map(|c| c.into_owned());
-                }
+            let Some(who) = r.user.as_deref() else {
+                continue;
+            };
+            if r.event_type != "resource.oom_kill" || user.is_some_and(|u| u != who) {
+                continue;
+            }
+            let n = serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .and_then(|v| v.pointer("/details/oom_count").and_then(|c| c.as_u64()))
+                .unwrap_or(1);
+            let sum = out.entry(who.to_string()).or_insert(OomSummary {
+                count: 0,
+                latest: None,
+                container: None,
+            });
+            sum.count += n;
+            if sum.latest.is_none() {
+                sum.latest = r.ts;
+                sum.container = r.container.map(|c| c.into_owned());
             }
         }
         match first {
             Some(f) => carry = f.to_vec(),
-            None => return Ok(sum),
+            None => return Ok(out),
         }
         pos = start;
     }

@@ -23,4 +23,5 @@ pub mod slices;
 pub mod stats;
 pub mod stats_plot;
 pub mod timespec;
+pub mod top;
 pub mod units;

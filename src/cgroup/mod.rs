@@ -397,6 +397,17 @@ impl CgroupDir {
         Ok(flat_get(&kv, "usage_usec"))
     }
 
+    /// `cpu.stat`'s `usage_usec` and `throttled_usec` (0 when the kernel has no
+    /// throttling figures for this cgroup), from one read.
+    pub fn cpu_stat(&self) -> Result<Option<(u64, u64)>, CgroupError> {
+        let path = self.path.join("cpu.stat");
+        let Some(text) = self.read("cpu.stat")? else {
+            return Ok(None);
+        };
+        let kv = flat(&text).map_err(|source| CgroupError::Parse { path, source })?;
+        Ok(flat_get(&kv, "usage_usec").map(|u| (u, flat_get(&kv, "throttled_usec").unwrap_or(0))))
+    }
+
     /// `cpu.max` as (quota µs or max, period µs).
     pub fn cpu_max(&self) -> Result<Option<(Limit<u64>, u64)>, CgroupError> {
         let path = self.path.join("cpu.max");
@@ -518,6 +529,31 @@ pub fn walk(root: &Path) -> Result<Walk, CgroupError> {
         }
     }
     Ok(w)
+}
+
+/// `f` over `list` on a few threads (reading kernel files is all open/read/close
+/// syscalls, which scale with cores); results in `list`'s order. A panicking
+/// chunk yields `None` for its items.
+pub fn par_map<T: Sync, R: Send>(list: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<Option<R>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8)
+        .min(list.len().div_ceil(64).max(1));
+    let chunk = list.len().div_ceil(threads).max(1);
+    let run = |part: &[T]| -> Vec<Option<R>> { part.iter().map(|x| Some(f(x))).collect() };
+    if threads == 1 {
+        return run(list);
+    }
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = list
+            .chunks(chunk)
+            .map(|p| (p.len(), sc.spawn(move || run(p))))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|(n, h)| h.join().unwrap_or_else(|_| (0..n).map(|_| None).collect()))
+            .collect()
+    })
 }
 
 /// Docker container scopes directly under a user slice: `(container id, dir)`.

@@ -15,6 +15,7 @@ pub mod monitor_cmd;
 pub mod proxy_cmd;
 pub mod slices_cmd;
 pub mod stats_cmd;
+pub mod top_cmd;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -102,6 +103,9 @@ pub enum Command {
     Events(events_cmd::EventsArgs),
     /// The stats history: latest per user, --summary over a range, --plot.
     Stats(stats_cmd::StatsArgs),
+    /// The live view: per user memory, CPU, throttling, pressure, tasks,
+    /// containers and OOM kills, refreshed every second (`--once --plain` for scripts).
+    Top(top_cmd::TopArgs),
     /// The login greeting: your quota, your use, recent OOM kills, alerts.
     Greet(greet_cmd::GreetArgs),
     /// The whole-chain integration checks: [PASS]/[FAIL]/[SKIP] per link.
@@ -129,6 +133,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Proxy(a) => proxy_cmd::run(a, &config),
         Command::Events(a) => events_cmd::run(a),
         Command::Stats(a) => stats_cmd::run(a),
+        Command::Top(a) => top_cmd::run(a, &config),
         Command::Greet(a) => greet_cmd::run(a, &config),
         Command::Check(a) => check_cmd::run(a, &config),
         Command::Install(a) => install_cmd::run(a),

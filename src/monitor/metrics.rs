@@ -102,31 +102,10 @@ impl Limits {
 /// Read the slices on a few threads (the time is all in open/read/close of some
 /// ten kernel files per slice); results in walk order, and how many failed.
 fn read_all(list: &[UserSlice]) -> (Vec<SliceStats>, usize) {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8)
-        .min(list.len().div_ceil(64).max(1));
-    let chunk = list.len().div_ceil(threads).max(1);
-    let read = |part: &[UserSlice]| -> Vec<Option<SliceStats>> {
-        part.iter().map(|s| read_slice_usage(s).ok()).collect()
-    };
-    let parts: Vec<Vec<Option<SliceStats>>> = if threads == 1 {
-        vec![read(list)]
-    } else {
-        std::thread::scope(|sc| {
-            let handles: Vec<_> = list
-                .chunks(chunk)
-                .map(|p| (p.len(), sc.spawn(move || read(p))))
-                .collect();
-            handles
-                .into_iter()
-                .map(|(n, h)| h.join().unwrap_or_else(|_| (0..n).map(|_| None).collect()))
-                .collect()
-        })
-    };
+    let parts = crate::cgroup::par_map(list, |s| read_slice_usage(s).ok());
     let mut out = Vec::with_capacity(list.len());
     let mut errors = 0;
-    for (st, s) in parts.into_iter().flatten().zip(list) {
+    for (st, s) in parts.into_iter().map(Option::flatten).zip(list) {
         match st {
             Some(st) => out.push(st),
             // A slice that went away mid-scrape is not an error.

@@ -1,0 +1,607 @@
+//! `ds01 top`: the live view of who uses what. [`Reader`] reads one frame from the
+//! cgroup tree (CPU from `cpu.stat` deltas between frames, files kept open on
+//! cgroupfs), [`View`] decides what is shown (sort, filter, expanded users, and
+//! what a non-admin may see), [`render_plain`] prints a frame as text (`--once
+//! --plain`) and `tui` draws it with ratatui.
+//!
+//! **What a non-admin sees**: their own row (expanded into their containers) and
+//! one row summing everyone else ("N other users") — how busy the host is, without
+//! whose work it is. Admins see every user.
+
+pub mod tui;
+
+use crate::cgroup::{CgroupDir, OpenFiles, Shared, walk};
+use crate::units::{Limit, format_human_bytes};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One container scope under a user's slice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerRow {
+    pub id: String,
+    pub name: String,
+    pub memory: Option<u64>,
+    /// % of one core since the last frame.
+    pub cpu_pct: Option<f64>,
+}
+
+/// One user slice.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UserRow {
+    pub user: String,
+    pub group: String,
+    pub memory: Option<u64>,
+    pub memory_max: Option<u64>,
+    pub memory_high: Option<u64>,
+    /// % of one core since the last frame (`None` on the first frame).
+    pub cpu_pct: Option<f64>,
+    /// CPUQuota in cores (`None` = unlimited).
+    pub cpu_quota: Option<f64>,
+    /// Share of the time since the last frame the slice was throttled, in %.
+    pub throttled_pct: Option<f64>,
+    pub psi_mem_some: Option<f64>,
+    pub psi_mem_full: Option<f64>,
+    pub psi_cpu_some: Option<f64>,
+    pub psi_io_some: Option<f64>,
+    pub tasks: Option<u64>,
+    pub tasks_max: Option<u64>,
+    pub containers: Vec<ContainerRow>,
+    pub ooms_24h: u64,
+    /// The "N other users" row a non-admin sees.
+    pub others: Option<usize>,
+}
+
+/// Host-wide figures for the header.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Host {
+    pub memory_total: Option<u64>,
+    pub memory_available: Option<u64>,
+    pub cpus: usize,
+    pub load1: Option<f64>,
+    /// ds01's units and their state (`active`, `inactive`, …).
+    pub services: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Frame {
+    pub rows: Vec<UserRow>,
+    pub host: Host,
+    /// Slices that could not be read (went away mid-frame, unreadable file).
+    pub errors: usize,
+}
+
+/// Where a frame comes from.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    pub cgroup_root: PathBuf,
+    pub events_log: PathBuf,
+    pub docker_root: PathBuf,
+    pub proc_root: PathBuf,
+    pub systemctl: Option<String>,
+}
+
+/// Reads frames; keeps what deltas and caches need between them.
+pub struct Reader {
+    pub src: Sources,
+    files: Arc<OpenFiles>,
+    /// (usage µs, throttled µs, when) per slice or scope path.
+    prev: HashMap<PathBuf, (u64, u64, Instant)>,
+    names: HashMap<String, String>,
+    ooms: HashMap<String, u64>,
+    ooms_at: Option<Instant>,
+    services: Vec<(String, String)>,
+    services_at: Option<Instant>,
+}
+
+/// The OOM counts and unit states are refreshed this often, not every frame.
+const SLOW_REFRESH: Duration = Duration::from_secs(10);
+
+fn psi10(p: Option<crate::cgroup::parse::Psi>, full: bool) -> Option<f64> {
+    let p = p?;
+    if full {
+        p.full.map(|l| l.avg10)
+    } else {
+        Some(p.some.avg10)
+    }
+}
+
+impl Reader {
+    pub fn new(src: Sources) -> Reader {
+        Reader {
+            src,
+            files: Arc::default(),
+            prev: HashMap::new(),
+            names: HashMap::new(),
+            ooms: HashMap::new(),
+            ooms_at: None,
+            services: Vec::new(),
+            services_at: None,
+        }
+    }
+
+    /// CPU % of one core and throttled % since the last frame for `path`, from
+    /// this frame's `cpu.stat` figures.
+    fn cpu(
+        &mut self,
+        path: &Path,
+        stat: Option<(u64, u64)>,
+        now: Instant,
+    ) -> (Option<f64>, Option<f64>) {
+        let Some((usage, throttled)) = stat else {
+            return (None, None);
+        };
+        let prev = self
+            .prev
+            .insert(path.to_path_buf(), (usage, throttled, now));
+        let Some((u0, t0, at)) = prev else {
+            return (None, None);
+        };
+        let dt = now.duration_since(at).as_secs_f64() * 1e6;
+        if dt <= 0.0 || usage < u0 {
+            return (None, None);
+        }
+        (
+            Some((usage - u0) as f64 * 100.0 / dt),
+            Some((throttled.saturating_sub(t0)) as f64 * 100.0 / dt),
+        )
+    }
+
+    /// One frame at `now`: the slices are read on a few threads, then the CPU
+    /// deltas and container names are worked out here.
+    pub fn read(&mut self, now: Instant) -> Frame {
+        let mut f = Frame {
+            host: self.host(now),
+            ..Frame::default()
+        };
+        let Ok(w) = walk(&self.src.cgroup_root) else {
+            return f;
+        };
+        if self
+            .ooms_at
+            .is_none_or(|t| now.duration_since(t) >= SLOW_REFRESH)
+        {
+            let since = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24);
+            self.ooms = crate::greet::recent_ooms_of(&self.src.events_log, None, since)
+                .map(|m| m.into_iter().map(|(u, s)| (u, s.count)).collect())
+                .unwrap_or_default();
+            self.ooms_at = Some(now);
+        }
+        let files = Arc::clone(&self.files);
+        let raw = crate::cgroup::par_map(&w.slices, |s| read_raw(&s.dir.path, &files));
+        let mut seen = HashSet::new();
+        for (s, r) in w.slices.iter().zip(raw) {
+            // A slice that went away mid-frame, or a garbled file: counted.
+            let Some(Ok(r)) = r else {
+                f.errors += 1;
+                continue;
+            };
+            let mut row = r.row;
+            row.user = s.user.clone();
+            row.group = s.group.clone();
+            seen.insert(s.dir.path.clone());
+            (row.cpu_pct, row.throttled_pct) = self.cpu(&s.dir.path, r.cpu, now);
+            for (id, p, memory, cpu) in r.scopes {
+                let name = match self.names.get(&id) {
+                    Some(n) => n.clone(),
+                    None => {
+                        let n = crate::collect::container_name(&self.src.docker_root, &id)
+                            .unwrap_or_else(|| id.chars().take(12).collect());
+                        self.names.insert(id.clone(), n.clone());
+                        n
+                    }
+                };
+                let (cpu_pct, _) = self.cpu(&p, cpu, now);
+                seen.insert(p);
+                row.containers.push(ContainerRow {
+                    id,
+                    name,
+                    memory,
+                    cpu_pct,
+                });
+            }
+            row.ooms_24h = self.ooms.get(&row.user).copied().unwrap_or(0);
+            f.rows.push(row);
+        }
+        // Forget what went away (and close its files).
+        self.prev.retain(|p, _| seen.contains(p));
+        self.files.retain_dirs(|d| seen.contains(d));
+        f
+    }
+
+    fn host(&mut self, now: Instant) -> Host {
+        let proc = &self.src.proc_root;
+        let meminfo = std::fs::read_to_string(proc.join("meminfo")).unwrap_or_default();
+        let kib = |key: &str| {
+            meminfo
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(|v| v * 1024)
+        };
+        if let Some(sc) = &self.src.systemctl
+            && self
+                .services_at
+                .is_none_or(|t| now.duration_since(t) >= SLOW_REFRESH)
+        {
+            let units = [
+                "ds01-monitor.service",
+                "ds01-proxy.socket",
+                "ds01-collect.timer",
+            ];
+            // No systemctl (a container, a non-systemd host): no unit states.
+            self.services = match std::process::Command::new(sc)
+                .arg("is-active")
+                .args(units)
+                .output()
+            {
+                Ok(o) => units
+                    .iter()
+                    .zip(String::from_utf8_lossy(&o.stdout).lines())
+                    .map(|(u, s)| (u.to_string(), s.trim().to_string()))
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            self.services_at = Some(now);
+        }
+        Host {
+            memory_total: kib("MemTotal:"),
+            memory_available: kib("MemAvailable:"),
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            load1: std::fs::read_to_string(proc.join("loadavg"))
+                .ok()
+                .and_then(|t| t.split_whitespace().next().and_then(|v| v.parse().ok())),
+            services: self.services.clone(),
+        }
+    }
+}
+
+/// `cpu.stat`'s usage and throttled µs.
+type CpuStat = Option<(u64, u64)>;
+
+/// One slice as read from the kernel, before deltas.
+struct Raw {
+    row: UserRow,
+    cpu: CpuStat,
+    /// (id, scope dir, memory.current, cpu.stat figures) per container.
+    scopes: Vec<(String, PathBuf, Option<u64>, CpuStat)>,
+}
+
+fn read_raw(path: &Path, files: &Arc<OpenFiles>) -> Result<Raw, crate::cgroup::CgroupError> {
+    let dir = |p: PathBuf| {
+        let mut d = CgroupDir::new(p);
+        d.open_files = Shared(Some(Arc::clone(files)));
+        d
+    };
+    let d = dir(path.to_path_buf());
+    let mem_psi = d.psi("memory")?;
+    let row = UserRow {
+        memory: d.memory_current()?,
+        memory_max: d.memory_max()?.and_then(Limit::value),
+        memory_high: d.memory_high()?.and_then(Limit::value),
+        tasks: d.pids_current()?,
+        tasks_max: d.pids_max()?.and_then(Limit::value),
+        cpu_quota: d
+            .cpu_max()?
+            .and_then(|(q, period)| q.value().map(|q| q as f64 / period.max(1) as f64)),
+        psi_mem_some: psi10(mem_psi, false),
+        psi_mem_full: psi10(mem_psi, true),
+        psi_cpu_some: psi10(d.psi("cpu")?, false),
+        psi_io_some: psi10(d.psi("io")?, false),
+        ..UserRow::default()
+    };
+    let cpu = d.cpu_stat()?;
+    let scopes = crate::cgroup::container_scopes(path)
+        .into_iter()
+        .map(|(id, p)| {
+            let cd = dir(p.clone());
+            let mem = cd.memory_current().ok().flatten();
+            let cpu = cd.cpu_stat().ok().flatten();
+            (id, p, mem, cpu)
+        })
+        .collect();
+    Ok(Raw { row, cpu, scopes })
+}
+
+/// What the columns sort by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    User,
+    Memory,
+    Cpu,
+    Pressure,
+    Tasks,
+    Ooms,
+}
+
+impl SortKey {
+    pub const ALL: [SortKey; 6] = [
+        SortKey::User,
+        SortKey::Memory,
+        SortKey::Cpu,
+        SortKey::Pressure,
+        SortKey::Tasks,
+        SortKey::Ooms,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SortKey::User => "user",
+            SortKey::Memory => "memory",
+            SortKey::Cpu => "cpu",
+            SortKey::Pressure => "pressure",
+            SortKey::Tasks => "tasks",
+            SortKey::Ooms => "ooms",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<SortKey, String> {
+        SortKey::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = SortKey::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown sort column {s:?} (one of {})", names.join(", "))
+            })
+    }
+}
+
+/// Who is looking.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Viewer {
+    pub admin: bool,
+    /// The viewer's sanitized user name (their slice's).
+    pub user: String,
+}
+
+/// What is shown of a frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct View {
+    pub sort: SortKey,
+    /// A substring of the user or group name.
+    pub filter: String,
+    pub expanded: HashSet<String>,
+    pub viewer: Viewer,
+}
+
+impl View {
+    pub fn new(viewer: Viewer) -> View {
+        let mut expanded = HashSet::new();
+        if !viewer.admin {
+            expanded.insert(viewer.user.clone());
+        }
+        View {
+            sort: SortKey::Memory,
+            filter: String::new(),
+            expanded,
+            viewer,
+        }
+    }
+
+    /// The rows to show, in order: filtered, sorted, and for a non-admin their own
+    /// row plus one summing everyone else.
+    pub fn rows(&self, f: &Frame) -> Vec<UserRow> {
+        let mut rows: Vec<UserRow> = if self.viewer.admin {
+            f.rows.clone()
+        } else {
+            let (mine, others): (Vec<_>, Vec<_>) =
+                f.rows.iter().partition(|r| r.user == self.viewer.user);
+            let mut v: Vec<UserRow> = mine.into_iter().cloned().collect();
+            if !others.is_empty() {
+                v.push(sum_others(&others));
+            }
+            v
+        };
+        if !self.filter.is_empty() {
+            rows.retain(|r| {
+                r.others.is_some()
+                    || r.user.contains(&self.filter)
+                    || r.group.contains(&self.filter)
+            });
+        }
+        let key = |r: &UserRow| -> f64 {
+            match self.sort {
+                SortKey::User => 0.0,
+                SortKey::Memory => r.memory.unwrap_or(0) as f64,
+                SortKey::Cpu => r.cpu_pct.unwrap_or(0.0),
+                SortKey::Pressure => r
+                    .psi_mem_some
+                    .unwrap_or(0.0)
+                    .max(r.psi_cpu_some.unwrap_or(0.0)),
+                SortKey::Tasks => r.tasks.unwrap_or(0) as f64,
+                SortKey::Ooms => r.ooms_24h as f64,
+            }
+        };
+        rows.sort_by(|a, b| {
+            // The "others" row always last.
+            a.others.is_some().cmp(&b.others.is_some()).then_with(|| {
+                if self.sort == SortKey::User {
+                    a.user.cmp(&b.user)
+                } else {
+                    key(b).total_cmp(&key(a)).then_with(|| a.user.cmp(&b.user))
+                }
+            })
+        });
+        rows
+    }
+}
+
+fn sum_others(others: &[&UserRow]) -> UserRow {
+    let sum_u = |f: &dyn Fn(&UserRow) -> Option<u64>| -> Option<u64> {
+        others.iter().filter_map(|r| f(r)).reduce(|a, b| a + b)
+    };
+    UserRow {
+        user: format!("({} other users)", others.len()),
+        group: String::new(),
+        memory: sum_u(&|r| r.memory),
+        cpu_pct: others.iter().filter_map(|r| r.cpu_pct).reduce(|a, b| a + b),
+        tasks: sum_u(&|r| r.tasks),
+        others: Some(others.len()),
+        ..UserRow::default()
+    }
+}
+
+fn opt_pct(v: Option<f64>) -> String {
+    v.map_or("-".into(), |x| format!("{x:.0}%"))
+}
+
+fn opt_f(v: Option<f64>) -> String {
+    v.map_or("-".into(), |x| format!("{x:.1}"))
+}
+
+fn bytes(v: Option<u64>) -> String {
+    v.map_or("-".into(), format_human_bytes)
+}
+
+/// The table's cells for one row, shared by the plain and the TUI renderers.
+pub fn cells(r: &UserRow) -> [String; 9] {
+    let mem = match (r.memory, r.memory_max) {
+        (Some(m), Some(max)) if max > 0 => format!(
+            "{} / {} {:>3.0}%",
+            format_human_bytes(m),
+            format_human_bytes(max),
+            m as f64 * 100.0 / max as f64
+        ),
+        (m, _) => format!("{} / -", bytes(m)),
+    };
+    let cpu = match r.cpu_quota {
+        Some(q) => format!("{} / {:.0}%", opt_pct(r.cpu_pct), q * 100.0),
+        None => format!("{} / -", opt_pct(r.cpu_pct)),
+    };
+    let tasks = match (r.tasks, r.tasks_max) {
+        (Some(t), Some(m)) => format!("{t}/{m}"),
+        (Some(t), None) => format!("{t}"),
+        _ => "-".into(),
+    };
+    [
+        r.user.clone(),
+        r.group.clone(),
+        mem,
+        cpu,
+        opt_pct(r.throttled_pct),
+        format!(
+            "{}/{}/{}",
+            opt_f(r.psi_mem_some),
+            opt_f(r.psi_cpu_some),
+            opt_f(r.psi_io_some)
+        ),
+        tasks,
+        if r.others.is_some() {
+            String::new()
+        } else {
+            r.containers.len().to_string()
+        },
+        if r.others.is_some() {
+            String::new()
+        } else {
+            r.ooms_24h.to_string()
+        },
+    ]
+}
+
+pub const HEADERS: [&str; 9] = [
+    "USER",
+    "GROUP",
+    "MEMORY / MAX",
+    "CPU / QUOTA",
+    "THROT",
+    "PSI m/c/io",
+    "TASKS",
+    "CTRS",
+    "OOM24h",
+];
+
+/// The header line: host totals and the ds01 units.
+pub fn header(f: &Frame, view: &View) -> String {
+    let h = &f.host;
+    let mem = match (h.memory_total, h.memory_available) {
+        (Some(t), Some(a)) => format!(
+            "mem {} / {}",
+            format_human_bytes(t.saturating_sub(a)),
+            format_human_bytes(t)
+        ),
+        _ => "mem -".into(),
+    };
+    let load = h.load1.map_or(String::new(), |l| format!(", load {l:.2}"));
+    let services: Vec<String> = h
+        .services
+        .iter()
+        .map(|(u, s)| format!("{}: {s}", u.trim_start_matches("ds01-")))
+        .collect();
+    let errs = if f.errors > 0 {
+        format!(", {} slice(s) unreadable", f.errors)
+    } else {
+        String::new()
+    };
+    format!(
+        "ds01 top — {} users, {mem}, {} CPUs{load}{}{} | sort: {}{}",
+        f.rows.len(),
+        h.cpus,
+        if services.is_empty() {
+            String::new()
+        } else {
+            format!(" | {}", services.join(", "))
+        },
+        errs,
+        view.sort.name(),
+        if view.filter.is_empty() {
+            String::new()
+        } else {
+            format!(", filter: {}", view.filter)
+        }
+    )
+}
+
+/// One frame as plain text (`--once --plain`), `width` columns at most per line.
+pub fn render_plain(f: &Frame, view: &View, width: usize) -> String {
+    let rows = view.rows(f);
+    let mut table: Vec<[String; 9]> = vec![HEADERS.map(str::to_string)];
+    let mut sub: Vec<Option<String>> = vec![None];
+    for r in &rows {
+        table.push(cells(r));
+        sub.push(None);
+        if view.expanded.contains(&r.user) {
+            for c in &r.containers {
+                table.push([
+                    format!("  └ {}", c.name),
+                    String::new(),
+                    format!("{} / -", bytes(c.memory)),
+                    format!("{} / -", opt_pct(c.cpu_pct)),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ]);
+                sub.push(Some(c.id.clone()));
+            }
+        }
+    }
+    let mut widths = [0usize; 9];
+    for row in &table {
+        for (i, c) in row.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = header(f, view);
+    out.truncate(width.max(20));
+    out.push('\n');
+    for row in &table {
+        let mut line = String::new();
+        for (i, c) in row.iter().enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(&format!("{c:<w$}", w = widths[i]));
+        }
+        let line: String = line.trim_end().chars().take(width).collect();
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,188 @@
+//! The frame reader on fixture trees and the view rules (sort, filter, what a
+//! non-admin sees), and the plain frame (insta).
+
+use super::*;
+use crate::demo::FakeSlice;
+
+fn reader(root: &Path, dir: &Path) -> Reader {
+    Reader::new(Sources {
+        cgroup_root: root.to_path_buf(),
+        events_log: dir.join("events.jsonl"),
+        docker_root: dir.join("docker"),
+        proc_root: dir.join("proc"),
+        systemctl: None,
+    })
+}
+
+fn row(user: &str, group: &str, mem: u64, cpu: f64) -> UserRow {
+    UserRow {
+        user: user.into(),
+        group: group.into(),
+        memory: Some(mem << 30),
+        memory_max: Some(8 << 30),
+        memory_high: Some(7 << 30),
+        cpu_pct: Some(cpu),
+        cpu_quota: Some(2.0),
+        throttled_pct: Some(0.0),
+        psi_mem_some: Some(0.5),
+        psi_mem_full: Some(0.0),
+        psi_cpu_some: Some(cpu / 10.0),
+        psi_io_some: Some(0.0),
+        tasks: Some(10),
+        tasks_max: Some(100),
+        containers: vec![ContainerRow {
+            id: format!("{user}-id"),
+            name: format!("{user}-train"),
+            memory: Some(mem << 30),
+            cpu_pct: Some(cpu),
+        }],
+        ooms_24h: 0,
+        others: None,
+    }
+}
+
+fn frame() -> Frame {
+    Frame {
+        rows: vec![
+            row("alice", "student", 3, 150.0),
+            row("bob", "student", 6, 10.0),
+            row("rita", "researcher", 1, 90.0),
+        ],
+        host: Host {
+            memory_total: Some(64 << 30),
+            memory_available: Some(50 << 30),
+            cpus: 16,
+            load1: Some(2.5),
+            services: vec![("ds01-monitor.service".into(), "active".into())],
+        },
+        errors: 0,
+    }
+}
+
+fn admin() -> View {
+    View::new(Viewer {
+        admin: true,
+        user: "root".into(),
+    })
+}
+
+#[test]
+fn sort_and_filter() {
+    let f = frame();
+    let mut v = admin();
+    let users = |v: &View| -> Vec<String> { v.rows(&f).into_iter().map(|r| r.user).collect() };
+    assert_eq!(users(&v), ["bob", "alice", "rita"], "memory, largest first");
+    v.sort = SortKey::Cpu;
+    assert_eq!(users(&v), ["alice", "rita", "bob"]);
+    v.sort = SortKey::User;
+    assert_eq!(users(&v), ["alice", "bob", "rita"]);
+    v.filter = "research".into();
+    assert_eq!(users(&v), ["rita"], "filter by group");
+    v.filter = "li".into();
+    assert_eq!(users(&v), ["alice"], "filter by user");
+}
+
+#[test]
+fn a_non_admin_sees_their_row_and_a_sum_of_the_others() {
+    let f = frame();
+    let v = View::new(Viewer {
+        admin: false,
+        user: "alice".into(),
+    });
+    let rows = v.rows(&f);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].user, "alice");
+    assert!(v.expanded.contains("alice"), "their own row is expanded");
+    assert_eq!(rows[1].user, "(2 other users)");
+    assert_eq!(rows[1].memory, Some(7 << 30));
+    assert_eq!(rows[1].cpu_pct, Some(100.0));
+    assert!(rows[1].containers.is_empty(), "no one else's containers");
+    let text = render_plain(&f, &v, 120);
+    assert!(!text.contains("bob") && !text.contains("rita"), "{text}");
+    assert!(text.contains("alice-train"), "{text}");
+}
+
+#[test]
+fn plain_frame() {
+    let f = frame();
+    let mut v = admin();
+    v.expanded.insert("bob".into());
+    insta::assert_snapshot!(render_plain(&f, &v, 120));
+    // 80 columns: every line fits.
+    assert!(
+        render_plain(&f, &v, 80)
+            .lines()
+            .all(|l| l.chars().count() <= 80)
+    );
+}
+
+#[test]
+fn cpu_from_deltas_containers_and_a_slice_that_goes_away() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let root = d.path().join("ds01.slice");
+    let mut a = FakeSlice::new("student", "alice");
+    a.containers = vec![("c1".into(), 0)];
+    let dir = a.write(&root).expect("slice");
+    let b = FakeSlice::new("student", "bob");
+    let bdir = b.write(&root).expect("slice");
+    std::fs::write(
+        dir.join("cpu.stat"),
+        "usage_usec 1000000\nthrottled_usec 0\n",
+    )
+    .expect("w");
+    std::fs::write(dir.join("cpu.max"), "200000 100000\n").expect("w");
+    let mut r = reader(&root, d.path());
+    let t0 = Instant::now();
+    let f0 = r.read(t0);
+    assert_eq!(f0.rows.len(), 2);
+    assert_eq!(f0.rows[0].cpu_pct, None, "no delta on the first frame");
+    // One second later: 1.5 s of CPU time used, 0.25 s throttled.
+    std::fs::write(
+        dir.join("cpu.stat"),
+        "usage_usec 2500000\nthrottled_usec 250000\n",
+    )
+    .expect("w");
+    std::fs::remove_dir_all(&bdir).expect("bob's slice goes away");
+    let f1 = r.read(t0 + Duration::from_secs(1));
+    assert_eq!(f1.rows.len(), 1, "bob's row is gone, no error");
+    let alice = &f1.rows[0];
+    assert_eq!(alice.cpu_pct.map(|c| c.round()), Some(150.0));
+    assert_eq!(alice.throttled_pct.map(|c| c.round()), Some(25.0));
+    assert_eq!(alice.cpu_quota, Some(2.0));
+    assert_eq!(alice.memory_max, Some(48 << 30));
+    assert_eq!(alice.containers.len(), 1);
+    assert_eq!(alice.containers[0].name, "c1");
+    // A garbled file makes the slice unreadable: counted, not fatal.
+    std::fs::write(dir.join("memory.current"), "garbage\n").expect("w");
+    let f2 = r.read(t0 + Duration::from_secs(2));
+    assert_eq!((f2.rows.len(), f2.errors), (0, 1));
+}
+
+#[test]
+fn oom_kills_of_the_last_day_per_user() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let root = d.path().join("ds01.slice");
+    FakeSlice::new("student", "alice")
+        .write(&root)
+        .expect("slice");
+    let now = jiff::Timestamp::now();
+    let line = |ago_h: i64, user: &str, n: u64| {
+        format!(
+            "{{\"timestamp\":\"{}\",\"event_type\":\"resource.oom_kill\",\"schema_version\":\"1\",\"user\":\"{user}\",\"details\":{{\"oom_count\":{n}}}}}\n",
+            crate::timespec::format_event_time(now - jiff::SignedDuration::from_hours(ago_h))
+        )
+    };
+    std::fs::write(
+        d.path().join("events.jsonl"),
+        [
+            line(30, "alice", 5),
+            line(2, "alice", 2),
+            line(1, "bob", 1),
+            line(1, "alice", 1),
+        ]
+        .concat(),
+    )
+    .expect("w");
+    let f = reader(&root, d.path()).read(Instant::now());
+    assert_eq!(f.rows[0].ooms_24h, 3, "the kill 30 h ago is not counted");
+}

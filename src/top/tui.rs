@@ -1,0 +1,260 @@
+//! The full-screen view (ratatui on crossterm): a header with host totals and the
+//! ds01 units, one row per user (memory bar against MemoryMax), containers under
+//! expanded users, and the keys on the last line. Narrow terminals (80 columns)
+//! drop the least important columns rather than wrap.
+
+use super::{Frame, HEADERS, Reader, SortKey, View, cells};
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+use ratatui::layout::{Constraint, Layout};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::Line;
+use ratatui::widgets::{Paragraph, Row, Table, TableState};
+use std::time::{Duration, Instant};
+
+pub struct Opts {
+    pub interval: Duration,
+    pub color: bool,
+}
+
+/// Interactive state beyond the [`View`].
+struct Ui {
+    selected: usize,
+    /// Typing a filter: the text so far.
+    editing: Option<String>,
+}
+
+/// Column indexes shown at a given width, most important first kept.
+fn columns(width: u16) -> Vec<usize> {
+    // USER MEMORY CPU PSI TASKS OOM always; GROUP, CTRS, THROT when there is room.
+    let mut cols = vec![0, 2, 3, 5, 6, 8];
+    if width >= 91 {
+        cols.push(1);
+    }
+    if width >= 97 {
+        cols.push(7);
+    }
+    if width >= 104 {
+        cols.push(4);
+    }
+    cols.sort_unstable();
+    cols
+}
+
+fn width_of(col: usize) -> u16 {
+    [12, 10, 21, 12, 6, 14, 10, 5, 6][col]
+}
+
+/// `3.2G`, `48G`, `512M`: sizes in at most four characters.
+fn short(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if v < 10.0 && u > 0 {
+        format!("{v:.1}{}", UNITS[u])
+    } else {
+        format!("{v:.0}{}", UNITS[u])
+    }
+}
+
+fn bar(frac: f64, n: usize) -> String {
+    let filled = (frac.clamp(0.0, 1.0) * n as f64).round() as usize;
+    format!("{}{}", "█".repeat(filled), "·".repeat(n - filled))
+}
+
+fn draw(
+    term: &mut ratatui::DefaultTerminal,
+    f: &Frame,
+    view: &View,
+    ui: &Ui,
+    opts: &Opts,
+) -> std::io::Result<()> {
+    let rows = view.rows(f);
+    term.draw(|fr| {
+        let area = fr.area();
+        let [top, mid, bottom] = Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Min(1),
+            Constraint::Length(1),
+        ])
+        .areas(area);
+        let style = |s: Style| if opts.color { s } else { Style::default() };
+        fr.render_widget(
+            Paragraph::new(super::header(f, view)).style(style(Style::default().bold())),
+            top,
+        );
+        let cols = columns(area.width);
+        let head =
+            Row::new(cols.iter().map(|c| HEADERS[*c])).style(style(Style::default().reversed()));
+        let mut table_rows = Vec::new();
+        for r in &rows {
+            let mut c = cells(r);
+            // Compact memory: a bar against MemoryMax, then used/max.
+            c[2] = match (r.memory, r.memory_max) {
+                (Some(m), Some(max)) if max > 0 => {
+                    let frac = m as f64 / max as f64;
+                    format!(
+                        "{} {}/{} {:.0}%",
+                        bar(frac, 5),
+                        short(m),
+                        short(max),
+                        frac * 100.0
+                    )
+                }
+                (Some(m), _) => format!("{}/-", short(m)),
+                _ => "-".into(),
+            };
+            let hot = r
+                .memory_max
+                .zip(r.memory)
+                .is_some_and(|(max, m)| max > 0 && m * 10 >= max * 9)
+                || r.ooms_24h > 0;
+            let row_style = if hot {
+                style(Style::default().red())
+            } else {
+                Style::default()
+            };
+            table_rows.push(Row::new(cols.iter().map(|i| c[*i].clone())).style(row_style));
+            if view.expanded.contains(&r.user) {
+                for k in &r.containers {
+                    let mut sub: [String; 9] = Default::default();
+                    sub[0] = format!(" └ {}", k.name);
+                    sub[2] = k.memory.map_or("-".into(), short);
+                    sub[3] = k.cpu_pct.map_or("-".into(), |p| format!("{p:.0}%"));
+                    table_rows.push(
+                        Row::new(cols.iter().map(|i| sub[*i].clone()))
+                            .style(style(Style::default().add_modifier(Modifier::DIM))),
+                    );
+                }
+            }
+        }
+        let widths: Vec<Constraint> = cols
+            .iter()
+            .map(|c| Constraint::Length(width_of(*c)))
+            .collect();
+        let table = Table::new(table_rows, widths)
+            .header(head)
+            .row_highlight_style(style(Style::default().reversed()))
+            .column_spacing(1);
+        let mut st = TableState::default();
+        st.select(Some(row_index(&rows, view, ui.selected)));
+        fr.render_stateful_widget(table, mid, &mut st);
+        let keys = match &ui.editing {
+            Some(t) => format!("filter: {t}█  (Enter apply, Esc cancel)"),
+            None => {
+                "q quit  ↑↓ select  Enter expand  s sort  1-6 sort by column  / filter  c clear"
+                    .into()
+            }
+        };
+        fr.render_widget(Paragraph::new(Line::from(keys)), bottom);
+    })?;
+    Ok(())
+}
+
+/// The table row of the `selected`-th user (containers of expanded users come
+/// between users).
+fn row_index(rows: &[super::UserRow], view: &View, selected: usize) -> usize {
+    let mut i = 0;
+    for (n, r) in rows.iter().enumerate() {
+        if n == selected {
+            return i;
+        }
+        i += 1;
+        if view.expanded.contains(&r.user) {
+            i += r.containers.len();
+        }
+    }
+    i.saturating_sub(1)
+}
+
+/// Run until `q`. The terminal is restored on every way out, panics included
+/// (ratatui's init installs the hook).
+pub fn run(reader: &mut Reader, view: &mut View, opts: &Opts) -> std::io::Result<()> {
+    let mut term = ratatui::try_init()?;
+    let result = event_loop(&mut term, reader, view, opts);
+    ratatui::restore();
+    result
+}
+
+fn event_loop(
+    term: &mut ratatui::DefaultTerminal,
+    reader: &mut Reader,
+    view: &mut View,
+    opts: &Opts,
+) -> std::io::Result<()> {
+    let mut ui = Ui {
+        selected: 0,
+        editing: None,
+    };
+    let mut frame = reader.read(Instant::now());
+    let mut next = Instant::now() + opts.interval.min(Duration::from_millis(500));
+    loop {
+        draw(term, &frame, view, &ui, opts)?;
+        let wait = next.saturating_duration_since(Instant::now());
+        if event::poll(wait)? {
+            match event::read()? {
+                Event::Key(k) if k.kind == KeyEventKind::Press => {
+                    if let Some(text) = ui.editing.as_mut() {
+                        match k.code {
+                            KeyCode::Enter => {
+                                view.filter = ui.editing.take().unwrap_or_default();
+                                ui.selected = 0;
+                            }
+                            KeyCode::Esc => ui.editing = None,
+                            KeyCode::Backspace => {
+                                text.pop();
+                            }
+                            KeyCode::Char(c) => text.push(c),
+                            _ => {}
+                        }
+                        continue;
+                    }
+                    let n = view.rows(&frame).len();
+                    match k.code {
+                        KeyCode::Char('q') | KeyCode::Esc => return Ok(()),
+                        KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => {
+                            return Ok(());
+                        }
+                        KeyCode::Up | KeyCode::Char('k') => {
+                            ui.selected = ui.selected.saturating_sub(1)
+                        }
+                        KeyCode::Down | KeyCode::Char('j') => {
+                            ui.selected = (ui.selected + 1).min(n.saturating_sub(1))
+                        }
+                        KeyCode::Enter | KeyCode::Char(' ') => {
+                            if let Some(r) = view.rows(&frame).get(ui.selected)
+                                && r.others.is_none()
+                                && !view.expanded.remove(&r.user)
+                            {
+                                view.expanded.insert(r.user.clone());
+                            }
+                        }
+                        KeyCode::Char('s') => {
+                            let i = SortKey::ALL
+                                .iter()
+                                .position(|s| *s == view.sort)
+                                .unwrap_or(0);
+                            view.sort = SortKey::ALL[(i + 1) % SortKey::ALL.len()];
+                        }
+                        KeyCode::Char(d @ '1'..='6') => {
+                            view.sort = SortKey::ALL[(d as u8 - b'1') as usize];
+                        }
+                        KeyCode::Char('/') => ui.editing = Some(view.filter.clone()),
+                        KeyCode::Char('c') => view.filter.clear(),
+                        _ => {}
+                    }
+                }
+                // A resize is redrawn at the top of the loop.
+                _ => {}
+            }
+            continue;
+        }
+        frame = reader.read(Instant::now());
+        let n = view.rows(&frame).len();
+        ui.selected = ui.selected.min(n.saturating_sub(1));
+        next = Instant::now() + opts.interval;
+    }
+}

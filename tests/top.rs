@@ -1,0 +1,176 @@
+//! `ds01 top` as a person uses it: tmux runs it against a fixture tree, send-keys
+//! sorts, filters and expands, capture-pane is checked for the rows and values; the
+//! window is resized to 80×24 and back; a slice disappears between frames.
+
+mod common;
+use common::require;
+use ds01::demo::FakeSlice;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn tmux(sock: &Path, args: &[&str]) -> String {
+    let out = Command::new("tmux")
+        .arg("-S")
+        .arg(sock)
+        .args(args)
+        .output()
+        .expect("tmux");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Wait until the pane shows `what` (or fail with what it shows).
+fn wait_for(sock: &Path, what: &dyn Fn(&str) -> bool, label: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pane = tmux(sock, &["capture-pane", "-p", "-t", "top"]);
+        if what(&pane) {
+            return pane;
+        }
+        assert!(Instant::now() < deadline, "{label}: the pane shows\n{pane}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn sort_filter_expand_resize_and_a_vanishing_slice_in_tmux() {
+    let have = Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !require(have, "tmux (Debian package tmux)") {
+        return;
+    }
+    let d = tempfile::tempdir().expect("tempdir");
+    let root = d.path().join("ds01.slice");
+    let mut alice = FakeSlice::new("student", "alice");
+    alice.memory_current = 1 << 30;
+    alice.containers = vec![("c0ffee".into(), 0)];
+    alice.write(&root).expect("slice");
+    let mut bob = FakeSlice::new("student", "bob");
+    bob.memory_current = 5 << 30;
+    bob.pids_current = 7;
+    let bob_dir = bob.write(&root).expect("slice");
+    let mut rita = FakeSlice::new("researcher", "rita");
+    rita.memory_current = 2 << 30;
+    rita.pids_current = 900;
+    rita.write(&root).expect("slice");
+    let sock = d.path().join("tmux.sock");
+    let cmd = format!(
+        "env NO_COLOR=1 DS01_CGROUP_ROOT={} DS01_EVENTS_LOG={} DS01_CONFIG={} DS01_SYSTEMCTL=/nonexistent {} top --interval 200ms",
+        root.display(),
+        d.path().join("events.jsonl").display(),
+        d.path().join("none.yaml").display(),
+        assert_cmd::cargo::cargo_bin("ds01").display()
+    );
+    tmux(
+        &sock,
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            "top",
+            "-x",
+            "120",
+            "-y",
+            "30",
+            &cmd,
+        ],
+    );
+    let first = |pane: &str, user: &str| {
+        pane.lines()
+            .skip(2)
+            .find(|l| !l.trim().is_empty())
+            .is_some_and(|l| l.trim_start().starts_with(user))
+    };
+    // Memory first: bob (5 GiB) on top; the keys are on screen.
+    let pane = wait_for(
+        &sock,
+        &|p| first(p, "bob") && p.contains("rita"),
+        "sorted by memory",
+    );
+    assert!(pane.contains("q quit"), "{pane}");
+    assert!(pane.contains("5.0G/48G"), "{pane}");
+    // 5 = sort by tasks: rita (900) on top.
+    tmux(&sock, &["send-keys", "-t", "top", "5"]);
+    wait_for(
+        &sock,
+        &|p| first(p, "rita") && p.contains("sort: tasks"),
+        "sorted by tasks",
+    );
+    // Filter "ali", then expand alice into her container.
+    tmux(
+        &sock,
+        &["send-keys", "-t", "top", "/", "a", "l", "i", "Enter"],
+    );
+    wait_for(
+        &sock,
+        &|p| p.contains("filter: ali") && !p.contains("rita") && !p.contains("bob "),
+        "filtered",
+    );
+    tmux(&sock, &["send-keys", "-t", "top", "Enter"]);
+    wait_for(&sock, &|p| p.contains("└ c0ffee"), "expanded");
+    tmux(&sock, &["send-keys", "-t", "top", "c"]);
+    // 80×24: every user still on screen, no line wider than the window.
+    tmux(
+        &sock,
+        &["resize-window", "-t", "top", "-x", "80", "-y", "24"],
+    );
+    let pane = wait_for(&sock, &|p| p.contains("bob") && p.contains("rita"), "80x24");
+    assert!(pane.lines().all(|l| l.chars().count() <= 80), "{pane}");
+    tmux(
+        &sock,
+        &["resize-window", "-t", "top", "-x", "120", "-y", "30"],
+    );
+    // bob's slice goes away between frames: his row goes, top keeps running.
+    std::fs::remove_dir_all(&bob_dir).expect("rm");
+    wait_for(
+        &sock,
+        &|p| !p.contains("bob") && p.contains("rita"),
+        "a vanished slice",
+    );
+    tmux(&sock, &["send-keys", "-t", "top", "q"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !tmux(&sock, &["list-sessions"]).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(tmux(&sock, &["list-sessions"]).is_empty(), "q quits");
+    let _ = tmux(&sock, &["kill-server"]);
+}
+
+#[test]
+fn once_plain_prints_one_frame() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let root = d.path().join("ds01.slice");
+    FakeSlice::new("student", "alice")
+        .write(&root)
+        .expect("slice");
+    let out = common::ds01()
+        .args([
+            "top",
+            "--once",
+            "--plain",
+            "--interval",
+            "50ms",
+            "--width",
+            "100",
+        ])
+        .env("DS01_CGROUP_ROOT", &root)
+        .env("DS01_EVENTS_LOG", d.path().join("events.jsonl"))
+        .env("DS01_SYSTEMCTL", "/nonexistent")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("ds01 top — 1 users"), "{text}");
+    assert!(
+        text.contains("alice") && text.contains("3 GiB / 48 GiB"),
+        "{text}"
+    );
+    let bad = common::ds01()
+        .args(["top", "--once", "--sort", "speed"])
+        .output()
+        .expect("run");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown sort column"));
+}
