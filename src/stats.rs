@@ -79,10 +79,14 @@ pub fn parse_sample(line: &str) -> Option<Sample> {
 
 impl Filter {
     fn matches(&self, s: &Sample) -> bool {
-        (self.users.is_empty() || self.users.contains(&s.user))
-            && self.group.as_ref().is_none_or(|g| *g == s.group)
-            && self.since.is_none_or(|t| s.ts >= t)
-            && self.until.is_none_or(|t| s.ts <= t)
+        self.matches_fields(&s.user, &s.group, s.ts)
+    }
+
+    fn matches_fields(&self, user: &str, group: &str, ts: Timestamp) -> bool {
+        (self.users.is_empty() || self.users.iter().any(|u| u == user))
+            && self.group.as_ref().is_none_or(|g| g == group)
+            && self.since.is_none_or(|t| ts >= t)
+            && self.until.is_none_or(|t| ts <= t)
     }
 
     /// A cheap test on the raw line that every matching line passes.
@@ -188,52 +192,161 @@ pub struct Summary {
     pub oom_kills: u64,
 }
 
+/// One sample as the summary needs it: no strings.
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    ts: i64,
+    pct: f64,
+    psi_some: Option<f64>,
+    psi_full: Option<f64>,
+    oom: u64,
+}
+
+impl Point {
+    fn of(s: &Sample) -> Point {
+        Point {
+            ts: s.ts.as_second(),
+            pct: s.memory_pct,
+            psi_some: s.psi_memory_some,
+            psi_full: s.psi_memory_full,
+            oom: s.oom_kill_count,
+        }
+    }
+}
+
+/// A user's points and the group of their latest sample.
+#[derive(Debug, Default)]
+struct UserPoints {
+    group: String,
+    group_ts: i64,
+    points: Vec<Point>,
+}
+
+impl UserPoints {
+    fn add(&mut self, group: &str, p: Point) {
+        if p.ts >= self.group_ts || self.points.is_empty() {
+            if self.group != group {
+                self.group = group.to_string();
+            }
+            self.group_ts = p.ts;
+        }
+        self.points.push(p);
+    }
+}
+
 /// Per-user summaries. Time above 90 %: each sample at or above 90 % counts until
 /// the next sample of that user, at most twice the user's median sampling interval
 /// (a gap in collection is not counted as time at the limit).
 pub fn summarize(samples: &[Sample]) -> Vec<Summary> {
-    let mut by: BTreeMap<&str, Vec<&Sample>> = BTreeMap::new();
+    let mut by: std::collections::HashMap<String, UserPoints> = Default::default();
     for s in samples {
-        by.entry(&s.user).or_default().push(s);
+        by.entry(s.user.clone())
+            .or_default()
+            .add(&s.group, Point::of(s));
     }
+    summarize_points(by)
+}
+
+/// [`load`] + [`summarize`] in one streaming pass: each line is reduced to a few
+/// numbers under its user (no strings per line, no samples kept), on as many
+/// threads as `par_fold` uses. Returns the summaries and the malformed count.
+pub fn load_summary(path: &Path, f: &Filter) -> io::Result<(Vec<Summary>, usize)> {
+    #[derive(Default)]
+    struct Part {
+        by: std::collections::HashMap<String, UserPoints>,
+        malformed: usize,
+    }
+    let step = |p: &mut Part, line: &str| {
+        if line.trim().is_empty() {
+            return;
+        }
+        if !f.may_match(line) {
+            p.malformed += usize::from(crate::events::query::looks_incomplete(line));
+            return;
+        }
+        let Ok(r) = serde_json::from_str::<Raw>(line) else {
+            p.malformed += 1;
+            return;
+        };
+        let Some(ts) =
+            crate::timespec::fast_utc(r.timestamp).or_else(|| parse_log_time(r.timestamp))
+        else {
+            p.malformed += 1;
+            return;
+        };
+        if !f.matches_fields(r.user, r.group, ts) {
+            return;
+        }
+        let point = Point {
+            ts: ts.as_second(),
+            pct: r.memory_pct,
+            psi_some: r.psi_memory_some_avg10,
+            psi_full: r.psi_memory_full_avg10,
+            oom: r.oom_kill_count,
+        };
+        match p.by.get_mut(r.user) {
+            Some(u) => u.add(r.group, point),
+            None => {
+                let mut u = UserPoints::default();
+                u.add(r.group, point);
+                p.by.insert(r.user.to_string(), u);
+            }
+        }
+    };
+    let mut by: std::collections::HashMap<String, UserPoints> = Default::default();
+    let mut malformed = 0;
+    for file in files_for(path, f.since, first_stats_ts) {
+        for part in par_fold(&file, &Part::default, &step)? {
+            malformed += part.malformed;
+            for (user, mut up) in part.by {
+                let e = by.entry(user).or_default();
+                let latest = up.group_ts;
+                if e.points.is_empty() || latest >= e.group_ts {
+                    e.group = std::mem::take(&mut up.group);
+                    e.group_ts = latest;
+                }
+                e.points.append(&mut up.points);
+            }
+        }
+    }
+    Ok((summarize_points(by), malformed))
+}
+
+fn summarize_points(by: std::collections::HashMap<String, UserPoints>) -> Vec<Summary> {
     let mut out = Vec::new();
-    for (user, mut v) in by {
-        v.sort_by_key(|s| s.ts);
-        let mut gaps: Vec<i64> = v
-            .windows(2)
-            .map(|w| w[1].ts.as_second() - w[0].ts.as_second())
-            .collect();
+    for (user, up) in by {
+        let mut v = up.points;
+        v.sort_by_key(|p| p.ts);
+        let mut gaps: Vec<i64> = v.windows(2).map(|w| w[1].ts - w[0].ts).collect();
         gaps.sort_unstable();
         let median = gaps.get(gaps.len() / 2).copied().unwrap_or(60).max(1);
         let cap = 2 * median;
         let mut above = 0;
-        for (i, s) in v.iter().enumerate() {
-            if s.memory_pct >= 90.0 {
-                let next = v
-                    .get(i + 1)
-                    .map_or(median, |n| n.ts.as_second() - s.ts.as_second());
+        for (i, p) in v.iter().enumerate() {
+            if p.pct >= 90.0 {
+                let next = v.get(i + 1).map_or(median, |n| n.ts - p.ts);
                 above += next.min(cap);
             }
         }
         let mut kills = 0;
         for w in v.windows(2) {
-            let (a, b) = (w[0].oom_kill_count, w[1].oom_kill_count);
+            let (a, b) = (w[0].oom, w[1].oom);
             kills += if b >= a { b - a } else { b };
         }
-        let peak = |f: fn(&Sample) -> Option<f64>| {
+        let peak = |f: fn(&Point) -> Option<f64>| {
             v.iter()
-                .filter_map(|s| f(s))
+                .filter_map(f)
                 .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
         };
         out.push(Summary {
-            user: user.to_string(),
-            group: v.last().map(|s| s.group.clone()).unwrap_or_default(),
+            user,
+            group: up.group,
             samples: v.len(),
-            peak_pct: v.iter().map(|s| s.memory_pct).fold(0.0, f64::max),
-            mean_pct: v.iter().map(|s| s.memory_pct).sum::<f64>() / v.len() as f64,
+            peak_pct: v.iter().map(|p| p.pct).fold(0.0, f64::max),
+            mean_pct: v.iter().map(|p| p.pct).sum::<f64>() / v.len().max(1) as f64,
             secs_above_90: above,
-            peak_psi_some: peak(|s| s.psi_memory_some),
-            peak_psi_full: peak(|s| s.psi_memory_full),
+            peak_psi_some: peak(|p| p.psi_some),
+            peak_psi_full: peak(|p| p.psi_full),
             oom_kills: kills,
         });
     }

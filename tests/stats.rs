@@ -259,3 +259,40 @@ fn plot_is_well_formed_svg_with_one_panel_per_user() {
         .code(1)
         .stderr(predicate::str::contains("nothing to plot"));
 }
+
+#[test]
+fn the_streaming_summary_equals_the_summary_of_the_loaded_samples() {
+    // Several users, out-of-order lines, a counter reset, a group change, and a
+    // filter: the one-pass reducer and load + summarize agree exactly.
+    let mut v = Vec::new();
+    for i in 0..3000u32 {
+        let user = ["alice", "bob", "carol", "dave"][(i % 4) as usize];
+        let group = if user == "dave" && i > 2000 {
+            "researcher"
+        } else {
+            "student"
+        };
+        let pct = f64::from((i * 37) % 100);
+        let ooms = u64::from((i / 400) % 3);
+        v.push(line(i % 600, user, group, pct, ooms));
+    }
+    let l = log(&v);
+    for f in [
+        ds01::stats::Filter::default(),
+        ds01::stats::Filter {
+            users: vec!["bob".into(), "dave".into()],
+            ..Default::default()
+        },
+        ds01::stats::Filter {
+            group: Some("researcher".into()),
+            ..Default::default()
+        },
+    ] {
+        let loaded = ds01::stats::load(&l.path, &f, false).expect("load");
+        let want = ds01::stats::summarize(&loaded.samples);
+        let (got, malformed) = ds01::stats::load_summary(&l.path, &f).expect("summary");
+        assert_eq!(malformed, loaded.malformed);
+        assert_eq!(got, want, "{f:?}");
+        assert!(!got.is_empty());
+    }
+}

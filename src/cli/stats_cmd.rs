@@ -43,11 +43,71 @@ pub fn run(a: StatsArgs) -> CliResult {
         since,
         until,
     };
-    let loaded = stats::load(&a.file, &f, a.json)
-        .map_err(|e| CliError::Runtime(format!("cannot read {}: {e}", a.file.display())))?;
+    let cannot =
+        |e: std::io::Error| CliError::Runtime(format!("cannot read {}: {e}", a.file.display()));
+    if a.summary && !a.json && a.plot.is_none() {
+        // One streaming pass: no samples kept.
+        let (rows, malformed) = stats::load_summary(&a.file, &f).map_err(cannot)?;
+        let result = print_summary(&rows);
+        super::events_cmd::warn_malformed(malformed);
+        return result;
+    }
+    let loaded = stats::load(&a.file, &f, a.json).map_err(cannot)?;
     let result = output(&a, &loaded);
     super::events_cmd::warn_malformed(loaded.malformed);
     result
+}
+
+fn color_on() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+fn hot(color: bool, pct: f64, text: String) -> String {
+    if color && pct >= 90.0 {
+        format!("\x1b[31m{text}\x1b[0m")
+    } else {
+        text
+    }
+}
+
+fn psi(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |x| format!("{x:.2}"))
+}
+
+fn print_summary(rows: &[stats::Summary]) -> CliResult {
+    if rows.is_empty() {
+        println!("no samples");
+        return Ok(());
+    }
+    let color = color_on();
+    println!(
+        "{:<20} {:<12} {:>8} {:>9} {:>9} {:>11} {:>9} {:>9} {:>5}",
+        "USER",
+        "GROUP",
+        "SAMPLES",
+        "PEAK MEM%",
+        "MEAN MEM%",
+        "TIME >=90%",
+        "PSI SOME",
+        "PSI FULL",
+        "OOMS"
+    );
+    for s in rows {
+        let line = format!(
+            "{:<20} {:<12} {:>8} {:>9.2} {:>9.2} {:>11} {:>9} {:>9} {:>5}",
+            s.user,
+            s.group,
+            s.samples,
+            s.peak_pct,
+            s.mean_pct,
+            duration(s.secs_above_90),
+            psi(s.peak_psi_some),
+            psi(s.peak_psi_full),
+            s.oom_kills
+        );
+        println!("{}", hot(color, s.peak_pct, line));
+    }
+    Ok(())
 }
 
 fn output(a: &StatsArgs, loaded: &stats::Loaded) -> CliResult {
@@ -72,50 +132,7 @@ fn output(a: &StatsArgs, loaded: &stats::Loaded) -> CliResult {
         }
         return Ok(());
     }
-    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let hot = |pct: f64, text: String| {
-        if color && pct >= 90.0 {
-            format!("\x1b[31m{text}\x1b[0m")
-        } else {
-            text
-        }
-    };
-    let psi = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.2}"));
-    if a.summary {
-        let rows = stats::summarize(&loaded.samples);
-        if rows.is_empty() {
-            println!("no samples");
-            return Ok(());
-        }
-        println!(
-            "{:<20} {:<12} {:>8} {:>9} {:>9} {:>11} {:>9} {:>9} {:>5}",
-            "USER",
-            "GROUP",
-            "SAMPLES",
-            "PEAK MEM%",
-            "MEAN MEM%",
-            "TIME >=90%",
-            "PSI SOME",
-            "PSI FULL",
-            "OOMS"
-        );
-        for s in rows {
-            let line = format!(
-                "{:<20} {:<12} {:>8} {:>9.2} {:>9.2} {:>11} {:>9} {:>9} {:>5}",
-                s.user,
-                s.group,
-                s.samples,
-                s.peak_pct,
-                s.mean_pct,
-                duration(s.secs_above_90),
-                psi(s.peak_psi_some),
-                psi(s.peak_psi_full),
-                s.oom_kills
-            );
-            println!("{}", hot(s.peak_pct, line));
-        }
-        return Ok(());
-    }
+    let color = color_on();
     let rows = stats::latest(&loaded.samples);
     if rows.is_empty() {
         println!("no samples");
@@ -148,7 +165,7 @@ fn output(a: &StatsArgs, loaded: &stats::Loaded) -> CliResult {
             s.oom_kill_count,
             s.ts.strftime("%Y-%m-%d %H:%M")
         );
-        println!("{}", hot(s.memory_pct, line));
+        println!("{}", hot(color, s.memory_pct, line));
     }
     Ok(())
 }
