@@ -69,6 +69,7 @@ cat "$W/docker.md"
 H=$("$B" demo --dir "$W/st" --history-users 100 --history-days 7 --write-only | tail -1)
 hyperfine --warmup 1 --runs 3 --export-markdown "$W/stats.md" \
     -n "ds01 stats --summary" "$B stats --file $H --summary" \
+    -n "jq -c 'select(.memory_pct > 90)' (one pass, no summary)" "jq -c 'select(.memory_pct > 90)' $H" \
     -n "jq: peak and mean per user" "jq -nR '[inputs | fromjson?] | group_by(.user) | map({user: .[0].user, peak: (map(.memory_pct)|max), mean: (map(.memory_pct)|add/length)})' $H" \
     >/dev/null
 cat "$W/stats.md"

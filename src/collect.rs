@@ -448,7 +448,9 @@ pub fn track_ooms_as(
                 .iter()
                 .map(|(id, n)| {
                     let old = prev_tracking.and_then(|t| t.containers.get(id)).copied();
-                    (id.clone(), if settled { *n } else { old.unwrap_or(*n) })
+                    // A container not seen before counts from 0: its kill may be
+                    // the one the slice has not counted yet.
+                    (id.clone(), if settled { *n } else { old.unwrap_or(0) })
                 })
                 .collect(),
         };
