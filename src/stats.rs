@@ -89,6 +89,20 @@ impl Filter {
             && self.until.is_none_or(|t| ts <= t)
     }
 
+    /// Skip blank lines and lines the raw-text test rules out; a line ruled out
+    /// unread is counted as malformed only if it is not a complete `{…}` line
+    /// (as for events).
+    fn worth_parsing(&self, line: &str, malformed: &mut usize) -> bool {
+        if line.trim().is_empty() {
+            return false;
+        }
+        if !self.may_match(line) {
+            *malformed += usize::from(crate::events::query::looks_incomplete(line));
+            return false;
+        }
+        true
+    }
+
     /// A cheap test on the raw line that every matching line passes.
     fn may_match(&self, line: &str) -> bool {
         let has = |v: &str| !v.contains(['"', '\\']) && line.contains(&format!("\"{v}\""));
@@ -120,13 +134,7 @@ pub fn load(path: &Path, f: &Filter, keep_lines: bool) -> io::Result<Loaded> {
         malformed: usize,
     }
     let step = |p: &mut Part, line: &str| {
-        if line.trim().is_empty() {
-            return;
-        }
-        if !f.may_match(line) {
-            // Counted like events: a line ruled out unread is malformed only if
-            // it is not a complete `{…}` line.
-            p.malformed += usize::from(crate::events::query::looks_incomplete(line));
+        if !f.worth_parsing(line, &mut p.malformed) {
             return;
         }
         match parse_sample(line) {
@@ -257,11 +265,7 @@ pub fn load_summary(path: &Path, f: &Filter) -> io::Result<(Vec<Summary>, usize)
         malformed: usize,
     }
     let step = |p: &mut Part, line: &str| {
-        if line.trim().is_empty() {
-            return;
-        }
-        if !f.may_match(line) {
-            p.malformed += usize::from(crate::events::query::looks_incomplete(line));
+        if !f.worth_parsing(line, &mut p.malformed) {
             return;
         }
         let Ok(r) = serde_json::from_str::<Raw>(line) else {
