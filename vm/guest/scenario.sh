@@ -424,6 +424,25 @@ pkill -f 'script -qfc login' 2>/dev/null; pkill -u alice 2>/dev/null
 rm -f /etc/systemd/system/ds01-monitor.service.d/fast.conf
 systemctl daemon-reload
 
+step "7g. a real full file system under the logs (tmpfs)"
+mkdir -p /mnt/full && mount -t tmpfs -o size=256k tmpfs /mnt/full
+full() { ds01 collect --stats-log /mnt/full/stats.log --events-log /mnt/full/events.jsonl --state-dir /mnt/full/state "$@"; }
+full >/dev/null 2>&1
+# Leave 100 bytes in the log's last page, then fill the file system: the next
+# pass fits only partly (a short write), exactly as on a nearly full disk.
+size=$(stat -c %s /mnt/full/stats.log)
+pad=$(( (3996 - size % 4096 + 4096) % 4096 ))
+if [ "$pad" -gt 0 ]; then { head -c $((pad - 1)) /dev/zero | tr '\0' x; echo; } >>/mnt/full/stats.log; fi
+dd if=/dev/zero of=/mnt/full/fill bs=4k >/dev/null 2>&1
+before=$(md5sum </mnt/full/stats.log)
+out=$(full 2>&1); rc=$?
+check "ds01 collect on a full file system exits 1 and says so" "1 1" "$rc $(echo "$out" | grep -c 'no room to write')" "$out"
+check "the stats log is unchanged and ends on a whole line" "$before 0a" "$(md5sum </mnt/full/stats.log) $(tail -c1 /mnt/full/stats.log | od -An -tx1 | tr -d ' ')"
+rm -f /mnt/full/fill
+out=$(full 2>&1); rc=$?
+check "with room again, the next pass appends whole lines" "0 0" "$rc $(grep -vc '^{.*}$\|^x*$' /mnt/full/stats.log)" "$out"
+umount /mnt/full
+
 step "8. upgrade keeps config and state; purge removes state"
 echo "# local edit" >>/etc/ds01/resource-limits.yaml
 sum_before=$(md5sum /etc/ds01/resource-limits.yaml | cut -c1-32)
