@@ -203,7 +203,11 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     if !(secs.is_finite() && secs > 0.0) {
         return Err(format!("{s:?}: a duration must be above 0"));
     }
-    std::time::Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?}: too long a duration"))
+    match std::time::Duration::try_from_secs_f64(secs) {
+        Ok(d) if d.is_zero() => Err(format!("{s:?}: too short a duration (under a nanosecond)")),
+        Ok(d) => Ok(d),
+        Err(_) => Err(format!("{s:?}: too long a duration")),
+    }
 }
 
 #[cfg(test)]
@@ -230,6 +234,12 @@ mod tests {
             parse_duration("88888888888888888888888888")
                 .expect_err("too long")
                 .contains("too long")
+        );
+        // Also found by fuzzing: a positive number so small it rounds to zero.
+        assert!(
+            parse_duration("0.00000000000000000000000000000001m")
+                .expect_err("too short")
+                .contains("too short")
         );
     }
 
