@@ -20,7 +20,7 @@ pub fn append_once(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         .open(path)?;
     let written = match f.write(bytes) {
         Ok(n) => n,
-        Err(e) => return Err(full_disk_message(e, path)),
+        Err(e) => return Err(full_disk_message(e)),
     };
     if written != bytes.len() {
         // The file system filled up (or a size limit was hit) mid-write: take our
@@ -39,8 +39,7 @@ pub fn append_once(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         return Err(io::Error::new(
             io::ErrorKind::StorageFull,
             format!(
-                "{}: no room to write — only {written} of {} bytes fitted (the file system is full, or a file size limit was reached); {}",
-                path.display(),
+                "no room to write — only {written} of {} bytes fitted (the file system is full, or a file size limit was reached); {}",
                 bytes.len(),
                 if rolled_back {
                     "the partial write was removed, the file still ends on a whole line"
@@ -54,17 +53,15 @@ pub fn append_once(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
 }
 
 /// ENOSPC / EDQUOT / EFBIG said in words an admin acts on.
-fn full_disk_message(e: io::Error, path: &Path) -> io::Error {
+fn full_disk_message(e: io::Error) -> io::Error {
     let why = match e.raw_os_error() {
         Some(libc::ENOSPC) => "the file system is full",
         Some(libc::EDQUOT) => "the disk quota is exhausted",
         Some(libc::EFBIG) => "a file size limit was reached",
         _ => return e,
     };
-    io::Error::new(
-        e.kind(),
-        format!("{}: nothing written: {why} ({e})", path.display()),
-    )
+    // The caller names the file.
+    io::Error::new(e.kind(), format!("nothing written: {why} ({e})"))
 }
 
 /// Replace `path` atomically: temp file in the same directory, fsync, rename,
