@@ -230,6 +230,12 @@ struct Watches {
     /// the slice's creation and its watch is not left to the next pass (when the
     /// killed container's scope may be gone and the event could not name it).
     fresh: Vec<UserSlice>,
+    /// Watches on `ds01.slice` and each group slice directory (IN_CREATE): a new
+    /// user slice is watched at once, not at the next rescan, so a kill in a
+    /// container that just started is read while its scope still exists.
+    dir_wds: HashMap<PathBuf, i32>,
+    /// A directory watch fired: rescan now.
+    rescan_now: bool,
 }
 
 /// A slice without an OOM file is tried again every this many rescans.
@@ -241,6 +247,27 @@ impl Watches {
     fn rescan(&mut self, root: &Path) -> Result<Vec<UserSlice>, String> {
         let w = walk(root).map_err(|e| e.to_string())?;
         self.scans += 1;
+        let mut dirs: Vec<PathBuf> = vec![root.to_path_buf()];
+        dirs.extend(
+            w.slices
+                .iter()
+                .filter_map(|s| s.dir.path.parent().map(Path::to_path_buf)),
+        );
+        if let Ok(entries) = std::fs::read_dir(root) {
+            dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+        }
+        for d in dirs {
+            if !self.dir_wds.contains_key(&d)
+                && let Ok(wd) = inotify::add_watch(
+                    &self.fd,
+                    &d,
+                    inotify::WatchFlags::CREATE | inotify::WatchFlags::ONLYDIR,
+                )
+            {
+                self.dir_wds.insert(d, wd);
+            }
+        }
+        self.dir_wds.retain(|d, _| d.is_dir());
         let mut seen = std::collections::HashSet::new();
         for s in &w.slices {
             let file = s.dir.oom_file();
@@ -294,6 +321,10 @@ impl Watches {
         let mut wds = Vec::new();
         while let Ok(ev) = reader.next() {
             if ev.events().contains(inotify::ReadFlags::IGNORED) {
+                continue;
+            }
+            if self.dir_wds.values().any(|w| *w == ev.wd()) {
+                self.rescan_now = true;
                 continue;
             }
             if !wds.contains(&ev.wd()) {
@@ -469,6 +500,8 @@ pub fn run(opts: &MonitorOpts) -> Result<(), String> {
         unwatchable: HashMap::new(),
         scans: 0,
         fresh: Vec::new(),
+        dir_wds: HashMap::new(),
+        rescan_now: false,
     };
     let mut triggers = psi::Triggers::new(config.pressure(), INOTIFY_TOKEN + 1);
     let sync = |w: &mut Watches, triggers: &mut psi::Triggers| match w.rescan(&root) {
@@ -582,6 +615,10 @@ pub fn run(opts: &MonitorOpts) -> Result<(), String> {
         } else {
             Vec::new()
         };
+        if std::mem::take(&mut w.rescan_now) {
+            // A slice directory appeared: watch it now (its first read follows).
+            sync(&mut w, &mut triggers);
+        }
         for s in std::mem::take(&mut w.fresh) {
             if !changed.iter().any(|c| c.dir.path == s.dir.path) {
                 changed.push(s);
