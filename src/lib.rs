@@ -13,6 +13,7 @@ pub mod docker;
 pub mod events;
 pub mod fault;
 pub mod fsutil;
+pub mod gpu;
 pub mod greet;
 pub mod lifecycle;
 pub mod monitor;

@@ -7,6 +7,7 @@ pub mod config_cmd;
 pub mod demo;
 pub mod docker_cmd;
 pub mod events_cmd;
+pub mod gpu_cmd;
 pub mod greet_cmd;
 pub mod install_cmd;
 pub mod lifecycle_cmd;
@@ -106,6 +107,9 @@ pub enum Command {
     /// The live view: per user memory, CPU, throttling, pressure, tasks,
     /// containers and OOM kills, refreshed every second (`--once --plain` for scripts).
     Top(top_cmd::TopArgs),
+    /// The GPUs and MIG instances: who holds each, what runs on it, memory,
+    /// utilisation, idle time (`--json`; `--snapshot` records a sample).
+    Gpu(gpu_cmd::GpuArgs),
     /// The login greeting: your quota, your use, recent OOM kills, alerts.
     Greet(greet_cmd::GreetArgs),
     /// The whole-chain integration checks: [PASS]/[FAIL]/[SKIP] per link.
@@ -134,6 +138,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Events(a) => events_cmd::run(a),
         Command::Stats(a) => stats_cmd::run(a),
         Command::Top(a) => top_cmd::run(a, &config),
+        Command::Gpu(a) => gpu_cmd::run(a, &config),
         Command::Greet(a) => greet_cmd::run(a, &config),
         Command::Check(a) => check_cmd::run(a, &config),
         Command::Install(a) => install_cmd::run(a),

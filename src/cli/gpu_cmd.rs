@@ -1,0 +1,91 @@
+//! `ds01 gpu`: the GPUs, who holds them, what runs on them (`--json`), or a raw
+//! recorded sample (`--snapshot`).
+
+use super::{CliError, CliResult};
+use crate::gpu::{self, report};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct GpuArgs {
+    /// The report as JSON.
+    #[arg(long, conflicts_with = "snapshot")]
+    pub json: bool,
+    /// Print what the driver reports now as a snapshot (JSON) that
+    /// DS01_GPU_SNAPSHOT=file replays, with what /proc says of each process.
+    #[arg(long)]
+    pub snapshot: bool,
+    /// Where the monitor keeps gpu.json (the devices' idle history).
+    #[arg(long, env = "DS01_STATE_DIR", default_value = crate::collect::DEFAULT_STATE_DIR, value_name = "DIR")]
+    pub state_dir: PathBuf,
+    /// The Docker daemon's socket [default: the engine's socket for admins, else
+    /// $DOCKER_HOST or /var/run/docker.sock]
+    #[arg(long, value_name = "PATH")]
+    pub docker_socket: Option<PathBuf>,
+    /// /proc, where GPU processes are attributed.
+    #[arg(
+        long,
+        env = "DS01_PROC_ROOT",
+        default_value = "/proc",
+        value_name = "DIR",
+        hide_short_help = true
+    )]
+    pub proc_root: PathBuf,
+}
+
+pub fn run(a: GpuArgs, config: &std::path::Path) -> CliResult {
+    let me = crate::docker::identity::current().map_err(CliError::Runtime)?;
+    let cfg = crate::config::last_good::load_enforced(config, &a.state_dir).config;
+    let admin = crate::docker::is_admin(cfg.as_ref(), me.uid, &me.name, &me.groups);
+    let sockets = match &a.docker_socket {
+        Some(p) => vec![p.clone()],
+        None if admin => crate::lifecycle::source::default_sockets(),
+        None => vec![crate::docker::engine::Engine::from_env().socket],
+    };
+    let mut sampler = gpu::Sampler::open(sockets, a.proc_root.clone());
+    if a.snapshot {
+        let mut s = sampler.snapshot().map_err(CliError::Runtime)?;
+        gpu::record_proc(&mut s, &a.proc_root);
+        let text =
+            serde_json::to_string_pretty(&s).map_err(|e| CliError::Runtime(e.to_string()))?;
+        println!("{text}");
+        return Ok(());
+    }
+    if let Some(why) = sampler.unavailable() {
+        if sampler.no_gpus {
+            if a.json {
+                println!("{}", serde_json::json!({"gpus": [], "reason": why}));
+            } else {
+                println!("no GPUs: {why}");
+            }
+            return Ok(());
+        }
+        return Err(CliError::Runtime(format!("cannot read the GPUs: {why}")));
+    }
+    let now = jiff::Timestamp::now();
+    let last =
+        report::load(&a.state_dir).filter(|r| r.age_s(now).is_some_and(|s| s <= report::FRESH_S));
+    if let Some(l) = &last {
+        sampler.idle = l.idle_state.clone();
+    }
+    let mut r = sampler
+        .report(cfg.as_ref(), now)
+        .map_err(CliError::Runtime)?;
+    if let Some(l) = &last {
+        r.merge_holders(l);
+    }
+    let me_sanitized = crate::naming::sanitize_user(&me.name);
+    let shown = if admin {
+        r
+    } else {
+        r.for_viewer(&me_sanitized)
+    };
+    if a.json {
+        let text =
+            serde_json::to_string_pretty(&shown).map_err(|e| CliError::Runtime(e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", report::render(&shown));
+    }
+    Ok(())
+}
