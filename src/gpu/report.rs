@@ -123,6 +123,9 @@ pub struct Report {
     pub users: BTreeMap<String, UserGpu>,
     /// Errors of single GPUs, and why holders are unknown (Docker unreachable).
     pub errors: Vec<String>,
+    /// Whether Docker said which containers hold which devices.
+    #[serde(default)]
+    pub holders_known: bool,
     #[serde(default)]
     pub idle_state: IdleState,
 }
@@ -240,6 +243,7 @@ pub fn build(s: &Snapshot, source: &str, inp: &Inputs) -> Report {
         }
         rep.devices[i].processes.push(row);
     }
+    rep.holders_known = inp.containers.is_some();
     if inp.containers.is_none() {
         rep.errors
             .push("Docker did not answer: which containers hold which GPUs is unknown".into());
@@ -466,6 +470,8 @@ pub fn render(r: &Report) -> String {
                 ("ERROR".to_string(), e.clone())
             } else if d.mig_enabled {
                 ("(MIG mode)".to_string(), String::new())
+            } else if d.holders.is_empty() && !r.holders_known {
+                ("?".to_string(), String::new())
             } else if d.holders.is_empty() {
                 ("free".to_string(), String::new())
             } else {
@@ -485,7 +491,12 @@ pub fn render(r: &Report) -> String {
                 (false, Some(s)) => human_secs(s),
                 (false, None) => "-".into(),
             };
-            let name: String = d.name.chars().take(26).collect();
+            // A MIG instance by its profile (`MIG 3g.20gb`), not its GPU's name.
+            let name = match d.name.find("MIG ") {
+                Some(i) if d.mig => &d.name[i..],
+                _ => d.name.as_str(),
+            };
+            let name: String = name.chars().take(26).collect();
             out.push_str(&format!(
                 "{:<6} {:<26} {:>17} {:>5} {:>11}  {:<12} {:<20} {:>5}\n",
                 label,
@@ -561,6 +572,7 @@ impl Report {
                 d.holders.clone_from(&o.holders);
             }
         }
+        self.holders_known |= other.holders_known;
         self.users = per_user(&self.devices);
     }
 }
