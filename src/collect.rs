@@ -61,6 +61,8 @@ pub struct SliceStats {
     pub inode: Option<u64>,
     /// `(container id, oom_kill)` of each `docker-<id>.scope` below the slice.
     pub containers: Vec<(String, u64)>,
+    /// The user's GPUs, on a host with GPUs (from the GPU report, not the slice).
+    pub gpu: Option<crate::gpu::report::UserGpu>,
 }
 
 /// Read one slice. Any unreadable or garbled file fails the slice (with its path).
@@ -104,6 +106,7 @@ fn read_slice_with(s: &UserSlice, with_containers: bool) -> Result<SliceStats, C
         cpu_usage_usec: d.cpu_usage_usec()?,
         inode: d.inode(),
         containers,
+        gpu: None,
     })
 }
 
@@ -173,6 +176,14 @@ pub fn stats_line(ts: &str, s: &SliceStats) -> String {
     }
     m.insert("memory_events_high".into(), json!(ev.high.unwrap_or(0)));
     m.insert("memory_events_max".into(), json!(ev.max.unwrap_or(0)));
+    if let Some(g) = &s.gpu {
+        m.insert("gpus_allocated".into(), json!(g.allocated));
+        m.insert("gpus_in_use".into(), json!(g.in_use));
+        m.insert("gpu_memory_bytes".into(), json!(g.memory_bytes));
+        if let Some(u) = g.util_pct {
+            m.insert("gpu_util_pct".into(), json!(round2(u)));
+        }
+    }
     let mut line = Value::Object(m).to_string();
     line.push('\n');
     line
@@ -330,14 +341,16 @@ fn lock_state(dir: &Path, wait: Duration) -> Result<crate::fsutil::FileLock, Str
 
 /// One pass at time `now`.
 pub fn run_pass(p: &CollectPaths, now: jiff::Timestamp) -> PassReport {
-    run_pass_with_stats(p, now).0
+    run_pass_with_stats(p, now, None).0
 }
 
 /// One pass, also returning what was read of each slice (the monitor derives the
-/// users' alerts from it).
+/// users' alerts from it). With a GPU report (a host with GPUs), each line gets
+/// the user's GPU fields.
 pub fn run_pass_with_stats(
     p: &CollectPaths,
     now: jiff::Timestamp,
+    gpu: Option<&crate::gpu::report::Report>,
 ) -> (PassReport, Vec<SliceStats>) {
     let mut rep = PassReport::default();
     let w = match walk(&p.cgroup_root) {
@@ -353,7 +366,10 @@ pub fn run_pass_with_stats(
     let mut lines = String::new();
     for s in &w.slices {
         match read_slice(s) {
-            Ok(st) => {
+            Ok(mut st) => {
+                if let Some(r) = gpu {
+                    st.gpu = Some(r.users.get(&st.user).cloned().unwrap_or_default());
+                }
                 lines.push_str(&stats_line(&ts, &st));
                 stats.push(st);
             }

@@ -5,7 +5,7 @@
 mod common;
 use common::require;
 use ds01::demo::FakeSlice;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -29,6 +29,9 @@ struct Setup {
     listen: bool,
     /// A real cgroup tree instead of the fixture.
     real_root: Option<PathBuf>,
+    /// GPUs: the plain-host snapshot under demo/gpu replayed every second, and a
+    /// fake Docker daemon where alice's container holds GPU 0 and bob's GPU 1.
+    gpu: bool,
 }
 
 impl Mon {
@@ -80,6 +83,31 @@ impl Mon {
         if setup.listen {
             args.extend(["--listen".into(), "127.0.0.1:0".into()]);
         }
+        let mut envs: Vec<(&str, PathBuf)> = Vec::new();
+        if setup.gpu {
+            let sock = m.p("docker.sock");
+            let d = Arc::new(Mutex::new(common::engine::Daemon::default()));
+            for (id, name, user, gpu) in [
+                (GPU_A, "alice-train", "alice", "0"),
+                (GPU_B, "bob-notebook", "bob", "1"),
+            ] {
+                let mut c = common::engine::inspect(id, name, user, "docker", 600, 0);
+                c["HostConfig"]["DeviceRequests"] =
+                    json!([{"Count": 0, "DeviceIDs": [gpu], "Capabilities": [["gpu"]]}]);
+                d.lock().expect("lock").containers.insert(id.into(), c);
+            }
+            common::engine::serve(&sock, d);
+            args.extend([
+                "--gpu-interval".into(),
+                "1s".into(),
+                "--docker-socket".into(),
+                sock.display().to_string(),
+                "--no-lifecycle".into(),
+            ]);
+            let demo = repo_file("demo/gpu/plain");
+            envs.push(("DS01_GPU_SNAPSHOT", demo.join("snapshot.json")));
+            envs.push(("DS01_PROC_ROOT", demo.join("proc")));
+        }
         let config = m.p("resource-limits.yaml");
         if let Some(text) = &setup.config {
             std::fs::write(&config, text).expect("write config");
@@ -88,6 +116,7 @@ impl Mon {
             .arg("--config")
             .arg(&config)
             .args(&args)
+            .envs(envs)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -529,6 +558,7 @@ monitoring:
             config: Some(cfg.into()),
             listen: true,
             real_root: Some(root.clone()),
+            gpu: false,
         },
     );
     let addr = m.addr();
@@ -778,6 +808,82 @@ fn a_real_prometheus_scrapes_two_monitors_and_fires_the_oom_alert() {
     drop(b);
 }
 
+const GPU_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1";
+const GPU_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb2";
+
+/// The GPU thread's report reaches the stats lines, /metrics and gpu.json.
+#[test]
+fn gpu_accounting_reaches_stats_metrics_and_gpu_json() {
+    let m = Mon::start_with(
+        &[FakeSlice::new("student", "alice"), FakeSlice::new("researcher", "bob")],
+        1,
+        Setup {
+            config: Some(
+                "groups:\n  student:\n    members: [alice]\n  researcher:\n    members: [bob]\nbare_metal_access:\n  exempt_users: [datasciencelab]\n".into(),
+            ),
+            listen: true,
+            gpu: true,
+            ..Setup::default()
+        },
+    );
+    let addr = m.addr();
+    let metric = |series: &str| {
+        let (_, text) = get(&addr, "/metrics", None);
+        sample(&text, series)
+    };
+    wait_for(
+        || {
+            metric("ds01_gpu_allocated{gpu=\"0\",user=\"alice\",container=\"alice-train\"}")
+                == Some(1.0)
+        },
+        "alice's GPU in /metrics",
+    );
+    assert_eq!(
+        metric("ds01_user_gpu_memory_bytes{user=\"alice\"}"),
+        Some((38u64 << 30) as f64)
+    );
+    assert_eq!(metric("ds01_user_gpus_in_use{user=\"bob\"}"), Some(0.0));
+    assert_eq!(metric("ds01_gpu_up{gpu=\"3\"}"), Some(0.0));
+    assert_eq!(metric("ds01_gpu_utilization_ratio{gpu=\"0\"}"), Some(0.92));
+    assert_eq!(
+        metric("ds01_user_gpu_bare_metal_processes{user=\"datasciencelab\",exempt=\"true\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric("ds01_user_gpu_bare_metal_processes{user=\"mallory\",exempt=\"false\"}"),
+        Some(1.0)
+    );
+    // Idle history grows between samples for bob's idle GPU.
+    wait_for(
+        || metric("ds01_gpu_idle_seconds{gpu=\"1\"}").is_some_and(|s| s >= 1.0),
+        "bob's GPU idle time",
+    );
+    wait_for(
+        || {
+            std::fs::read_to_string(m.p("stats.log")).is_ok_and(|t| {
+                t.lines().any(|l| {
+                    serde_json::from_str::<Value>(l).is_ok_and(|v| {
+                        v["user"] == "alice"
+                            && v["gpus_allocated"] == 1
+                            && v["gpu_memory_bytes"] == json!(38u64 << 30)
+                            && v["gpu_util_pct"] == json!(92.0)
+                    })
+                })
+            })
+        },
+        "GPU fields in alice's stats line",
+    );
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(m.p("state/gpu.json")).expect("gpu.json"))
+            .expect("json");
+    assert_eq!(saved["users"]["bob"]["allocated"], 1);
+    assert!(
+        saved["idle_state"]["busy_at"]
+            .as_object()
+            .is_some_and(|o| o.len() >= 3)
+    );
+}
+
 /// The `ds01_…` metric names an expression uses.
 fn metric_names(expr: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -803,10 +909,20 @@ fn dashboard_and_rules_use_only_served_metrics_and_valid_promql() {
         Setup {
             config: Some(METRICS_CFG.into()),
             listen: true,
+            gpu: true,
             ..Setup::default()
         },
     );
-    let (_, text) = get(&m.addr(), "/metrics", None);
+    let addr = m.addr();
+    wait_for(
+        || {
+            get(&addr, "/metrics", None)
+                .1
+                .contains("ds01_gpu_allocated")
+        },
+        "the GPU families",
+    );
+    let (_, text) = get(&addr, "/metrics", None);
     let served: Vec<&str> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())

@@ -27,6 +27,18 @@ pub struct CollectArgs {
     /// Docker's data root, read for container names.
     #[arg(long, env = "DS01_DOCKER_ROOT", default_value = collect::DEFAULT_DOCKER_ROOT, value_name = "DIR", hide_short_help = true)]
     pub docker_root: PathBuf,
+    /// Do not sample the GPUs (per-user GPU fields in the stats lines, gpu.json).
+    #[arg(long)]
+    pub no_gpu: bool,
+    /// /proc, where GPU processes are attributed.
+    #[arg(
+        long,
+        env = "DS01_PROC_ROOT",
+        default_value = "/proc",
+        value_name = "DIR",
+        hide_short_help = true
+    )]
+    pub proc_root: PathBuf,
 }
 
 pub fn paths(a: &CollectArgs) -> CollectPaths {
@@ -42,9 +54,32 @@ pub fn paths(a: &CollectArgs) -> CollectPaths {
     }
 }
 
-pub fn run(a: CollectArgs) -> CliResult {
+pub fn run(a: CollectArgs, config: &std::path::Path) -> CliResult {
     let p = paths(&a);
-    let rep = collect::run_pass(&p, jiff::Timestamp::now());
+    let now = jiff::Timestamp::now();
+    let mut gpu_errors = Vec::new();
+    let gpu = if a.no_gpu {
+        None
+    } else {
+        let cfg = crate::config::last_good::load_enforced(config, &a.state_dir).config;
+        let mut sampler = crate::gpu::Sampler::open(
+            crate::lifecycle::source::default_sockets(),
+            a.proc_root.clone(),
+        );
+        match sampler.report_and_save(cfg.as_ref(), &a.state_dir, now) {
+            Ok((r, saved)) => {
+                gpu_errors.extend(saved);
+                Some(r)
+            }
+            Err(_) if sampler.no_gpus => None,
+            Err(e) => {
+                gpu_errors.push(format!("GPUs: {e}"));
+                None
+            }
+        }
+    };
+    let (mut rep, _) = collect::run_pass_with_stats(&p, now, gpu.as_ref());
+    rep.errors.extend(gpu_errors);
     if a.verbose {
         for s in &rep.skipped {
             println!("skipped (not a ds01 slice): {}", s.display());

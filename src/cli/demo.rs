@@ -151,14 +151,19 @@ pub fn run(args: DemoArgs) -> CliResult {
     };
     write_tree(&slices)?;
     let collect = || {
-        super::collect_cmd::run(super::collect_cmd::CollectArgs {
-            verbose: true,
-            cgroup_root: Some(cg.clone()),
-            stats_log: log.join("resource-stats.log"),
-            state_dir: dir.join("state"),
-            events_log: Some(log.join("events.jsonl")),
-            docker_root: dir.join("docker"),
-        })
+        super::collect_cmd::run(
+            super::collect_cmd::CollectArgs {
+                verbose: true,
+                cgroup_root: Some(cg.clone()),
+                stats_log: log.join("resource-stats.log"),
+                state_dir: dir.join("state"),
+                events_log: Some(log.join("events.jsonl")),
+                docker_root: dir.join("docker"),
+                no_gpu: true,
+                proc_root: PathBuf::from("/proc"),
+            },
+            &cfg_path,
+        )
     };
     println!("\n$ ds01 collect --verbose   # first pass: the OOM baseline");
     collect()?;

@@ -127,7 +127,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Config(c) => config_cmd::run(c, &config),
         Command::Limits(a) => limits::run(a, &config),
         Command::Slices(c) => slices_cmd::run(c, &config),
-        Command::Collect(a) => collect_cmd::run(a),
+        Command::Collect(a) => collect_cmd::run(a, &config),
         Command::Docker { args } => match docker_cmd::run(args, cli.config.as_deref()) {
             0 => Ok(()),
             code => Err(CliError::Exit(code)),

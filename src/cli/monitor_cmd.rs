@@ -32,6 +32,10 @@ pub struct MonitorArgs {
     /// 127.0.0.1:9101. Off by default.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<std::net::SocketAddr>,
+    /// Sample the GPUs this often (who holds which, memory, utilisation, idle
+    /// time); --no-gpu turns it off.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = crate::timespec::parse_duration)]
+    pub gpu_interval: Duration,
 }
 
 pub fn run(a: MonitorArgs, config: &std::path::Path) -> CliResult {
@@ -45,7 +49,7 @@ pub fn run(a: MonitorArgs, config: &std::path::Path) -> CliResult {
                 .cgroup_root
                 .clone()
                 .unwrap_or_else(crate::paths::cgroup_root),
-            proc_root: PathBuf::from("/proc"),
+            proc_root: a.collect.proc_root.clone(),
             state_dir: a.collect.state_dir.clone(),
             alerts_dir: a.alerts_dir.clone(),
             events: crate::events::EventLog::from_env_or(a.collect.events_log.as_deref()),
@@ -55,6 +59,8 @@ pub fn run(a: MonitorArgs, config: &std::path::Path) -> CliResult {
         verbose: a.collect.verbose,
         config: Some(config.to_path_buf()),
         listen: a.listen,
+        gpu_interval: (!a.collect.no_gpu).then_some(a.gpu_interval),
+        proc_root: a.collect.proc_root.clone(),
     };
     monitor::install_signal_handlers();
     monitor::run(&opts).map_err(CliError::Runtime)

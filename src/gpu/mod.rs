@@ -387,3 +387,32 @@ impl Sampler {
         Ok(r)
     }
 }
+
+impl Sampler {
+    /// One report, kept as `gpu.json` in `state_dir` for the greeting, `ds01 gpu`
+    /// and the next process (a restart keeps the idle history). A report that
+    /// cannot be saved is still returned; the error is the second value.
+    pub fn report_and_save(
+        &mut self,
+        cfg: Option<&crate::config::Config>,
+        state_dir: &Path,
+        now: jiff::Timestamp,
+    ) -> Result<(report::Report, Option<String>), String> {
+        if self.idle.busy_at.is_empty()
+            && let Some(last) = report::load(state_dir)
+        {
+            self.idle = last.idle_state;
+        }
+        let r = self.report(cfg, now)?;
+        let saved = std::fs::create_dir_all(state_dir)
+            .and_then(|()| report::save(state_dir, &r))
+            .err()
+            .map(|e| {
+                format!(
+                    "cannot write {}: {e}",
+                    report::report_path(state_dir).display()
+                )
+            });
+        Ok((r, saved))
+    }
+}

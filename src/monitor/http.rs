@@ -39,6 +39,9 @@ pub struct Shared {
     /// than two intervals (the loop is stuck).
     pub last_pass: Mutex<Option<Instant>>,
     pub interval: Duration,
+    /// The GPU thread's newest report and when it was made.
+    /// `(made at, good for, report)`.
+    pub gpu: Mutex<Option<(Instant, Duration, Arc<crate::gpu::report::Report>)>>,
 }
 
 impl Shared {
@@ -50,6 +53,7 @@ impl Shared {
             open_files: Arc::default(),
             last_pass: Mutex::new(None),
             interval,
+            gpu: Mutex::new(None),
         }
     }
 
@@ -66,6 +70,21 @@ impl Shared {
                 *c = cfg.map(|cfg| Arc::new(metrics::Limits::new(cfg)));
             }
         }
+    }
+
+    /// The GPU thread's newest report, sampled every `interval`.
+    pub fn set_gpu(&self, r: Option<Arc<crate::gpu::report::Report>>, interval: Duration) {
+        if let Ok(mut g) = self.gpu.lock() {
+            *g = r.map(|r| (Instant::now(), interval * 3 + Duration::from_secs(5), r));
+        }
+    }
+
+    /// The GPU report if it is at most three sampling intervals old (an older one
+    /// says nothing about now).
+    pub fn gpu_fresh(&self) -> Option<Arc<crate::gpu::report::Report>> {
+        let g = self.gpu.lock().ok()?;
+        let (at, good_for, r) = g.as_ref()?;
+        (at.elapsed() <= *good_for).then(|| Arc::clone(r))
     }
 
     pub fn pass_done(&self, at: Instant) {
@@ -167,6 +186,7 @@ pub fn answer<B>(req: &Request<B>, shared: &Shared, busy: bool) -> Response<Full
                 &shared.open_files,
                 limits,
                 shared.pressure_triggers.load(Ordering::SeqCst),
+                shared.gpu_fresh(),
                 openmetrics,
             );
             let ty = if openmetrics {

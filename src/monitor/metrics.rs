@@ -41,6 +41,7 @@ struct Scrape {
     duration_s: f64,
     open_files: usize,
     triggers: usize,
+    gpu: Option<Arc<crate::gpu::report::Report>>,
 }
 
 /// The configured aggregate limits of every configured user, resolved once per
@@ -122,6 +123,7 @@ pub fn render(
     files: &Arc<OpenFiles>,
     limits: Option<Arc<Limits>>,
     pressure_triggers: usize,
+    gpu: Option<Arc<crate::gpu::report::Report>>,
     openmetrics: bool,
 ) -> String {
     let start = Instant::now();
@@ -162,6 +164,7 @@ pub fn render(
         duration_s: start.elapsed().as_secs_f64(),
         open_files: files.len(),
         triggers: pressure_triggers,
+        gpu,
     };
     let mut reg = Registry::default();
     reg.register_collector(Box::new(scrape));
@@ -458,8 +461,148 @@ impl Collector for Scrape {
             "PSI triggers armed by the monitor (0 when PSI or the permission to arm them is missing)",
             self.triggers as f64,
         )?;
+        if let Some(r) = &self.gpu {
+            encode_gpu(&mut enc, r)?;
+        }
         Ok(())
     }
+}
+
+fn gl(d: &crate::gpu::report::DeviceRow) -> Labels<'_> {
+    vec![("gpu", d.label.as_str())]
+}
+
+/// The GPU families, from the monitor's newest GPU report.
+fn encode_gpu(enc: &mut DescriptorEncoder, r: &crate::gpu::report::Report) -> fmt::Result {
+    let devs = &r.devices;
+    gauges(
+        enc,
+        "ds01_gpu_info",
+        "A GPU or MIG instance (value 1); labels give its UUID, name and whether it is a MIG instance",
+        devs.iter().map(|d| {
+            let mut l = gl(d);
+            l.push(("uuid", d.uuid.as_str()));
+            l.push(("name", d.name.as_str()));
+            l.push(("mig", if d.mig { "true" } else { "false" }));
+            (l, 1.0)
+        }),
+    )?;
+    gauges(
+        enc,
+        "ds01_gpu_up",
+        "1 when the GPU answered this sample, 0 when it failed (fell off the bus, …)",
+        devs.iter()
+            .map(|d| (gl(d), if d.error.is_some() { 0.0 } else { 1.0 })),
+    )?;
+    gauges(
+        enc,
+        "ds01_gpu_memory_used_bytes",
+        "GPU memory in use on the device",
+        devs.iter()
+            .filter_map(|d| d.memory_used_bytes.map(|v| (gl(d), v as f64))),
+    )?;
+    gauges(
+        enc,
+        "ds01_gpu_memory_total_bytes",
+        "GPU memory of the device",
+        devs.iter()
+            .filter_map(|d| d.memory_total_bytes.map(|v| (gl(d), v as f64))),
+    )?;
+    gauges(
+        enc,
+        "ds01_gpu_utilization_ratio",
+        "GPU utilisation (0-1); for a MIG instance the sum of its processes' SM use where the driver gives it",
+        devs.iter()
+            .filter_map(|d| d.utilization_pct.map(|v| (gl(d), v / 100.0))),
+    )?;
+    gauges(
+        enc,
+        "ds01_gpu_idle_seconds",
+        "Seconds since the device was last busy (0 while busy)",
+        devs.iter()
+            .filter_map(|d| d.idle_s.map(|v| (gl(d), v as f64))),
+    )?;
+    gauges(
+        enc,
+        "ds01_gpu_processes",
+        "Processes using the device",
+        devs.iter().map(|d| (gl(d), d.processes.len() as f64)),
+    )?;
+    gauges(
+        enc,
+        "ds01_gpu_allocated",
+        "A running container holds the device (value 1), by user and container",
+        devs.iter().flat_map(|d| {
+            d.holders.iter().map(move |h| {
+                (
+                    vec![
+                        ("gpu", d.label.as_str()),
+                        ("user", h.user.as_str()),
+                        ("container", h.container.as_str()),
+                    ],
+                    1.0,
+                )
+            })
+        }),
+    )?;
+    let users = &r.users;
+    let each = |f: &dyn Fn(&crate::gpu::report::UserGpu) -> Option<f64>| -> Vec<(Labels<'_>, f64)> {
+        users
+            .iter()
+            .filter_map(|(u, g)| f(g).map(|v| (vec![("user", u.as_str())], v)))
+            .collect()
+    };
+    gauges(
+        enc,
+        "ds01_user_gpus_allocated",
+        "Devices (GPUs or MIG instances) the user's running containers hold",
+        each(&|g| Some(f64::from(g.allocated))),
+    )?;
+    gauges(
+        enc,
+        "ds01_user_gpus_in_use",
+        "Of the devices the user holds, those busy in this sample",
+        each(&|g| Some(f64::from(g.in_use))),
+    )?;
+    gauges(
+        enc,
+        "ds01_user_gpu_memory_bytes",
+        "GPU memory used by the user's processes (containers and bare metal)",
+        each(&|g| Some(g.memory_bytes as f64)),
+    )?;
+    gauges(
+        enc,
+        "ds01_user_gpu_utilization_ratio",
+        "Mean utilisation (0-1) of the devices the user holds",
+        each(&|g| g.util_pct.map(|v| v / 100.0)),
+    )?;
+    // Bare metal, by user and whether bare_metal_access exempts them.
+    let mut bare: std::collections::BTreeMap<(&str, bool), (f64, f64)> = Default::default();
+    for p in devs.iter().flat_map(|d| &d.processes) {
+        if p.kind == "bare_metal"
+            && let Some(u) = &p.user
+        {
+            let e = bare.entry((u.as_str(), p.exempt)).or_default();
+            e.0 += 1.0;
+            e.1 += p.memory_bytes.unwrap_or(0) as f64;
+        }
+    }
+    let ex = |b: bool| if b { "true" } else { "false" };
+    gauges(
+        enc,
+        "ds01_user_gpu_bare_metal_processes",
+        "GPU processes outside any container, by Unix owner (exempt: listed in bare_metal_access.exempt_users)",
+        bare.iter()
+            .map(|((u, e), v)| (vec![("user", *u), ("exempt", ex(*e))], v.0)),
+    )?;
+    gauges(
+        enc,
+        "ds01_user_gpu_bare_metal_memory_bytes",
+        "GPU memory of processes outside any container, by Unix owner",
+        bare.iter()
+            .map(|((u, e), v)| (vec![("user", *u), ("exempt", ex(*e))], v.1)),
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -43,6 +43,88 @@ pub struct MonitorOpts {
     pub lifecycle: Option<crate::lifecycle::Paths>,
     /// The Docker daemon for lifecycle (`None`: the default).
     pub docker_socket: Option<PathBuf>,
+    /// Sample the GPUs this often (a thread of its own; `None`: never).
+    pub gpu_interval: Option<Duration>,
+    /// /proc, where GPU processes are attributed.
+    pub proc_root: PathBuf,
+}
+
+fn docker_sockets(opts: &MonitorOpts) -> Vec<PathBuf> {
+    match &opts.docker_socket {
+        Some(p) => vec![p.clone()],
+        None => crate::lifecycle::source::default_sockets(),
+    }
+}
+
+/// The GPU thread: a sample every `gpu_interval`, attributed, kept for `/metrics`
+/// and the stats lines (`shared.gpu`) and saved as `gpu.json`. Ends at once on a
+/// host without GPUs.
+fn spawn_gpu(
+    opts: &MonitorOpts,
+    cfg: Arc<std::sync::Mutex<Option<Arc<Config>>>>,
+    shared: Arc<http::Shared>,
+) -> Option<std::thread::JoinHandle<()>> {
+    let interval = opts.gpu_interval?;
+    let sockets = docker_sockets(opts);
+    let proc_root = opts.proc_root.clone();
+    let state_dir = opts.paths.state_dir.clone();
+    let verbose = opts.verbose;
+    let spawned = std::thread::Builder::new()
+        .name("gpu".into())
+        .spawn(move || {
+            let mut sampler = crate::gpu::Sampler::open(sockets, proc_root);
+            if let Some(why) = sampler.unavailable() {
+                say(&format!("GPU accounting off: {why}"));
+                return;
+            }
+            say(&format!(
+                "GPU accounting: {} every {:?}",
+                sampler.describe(),
+                interval
+            ));
+            let mut last_error: Option<String> = None;
+            let mut next = Instant::now();
+            while !stop_requested() {
+                if Instant::now() < next {
+                    std::thread::sleep(Duration::from_millis(200).min(interval));
+                    continue;
+                }
+                next = Instant::now() + interval;
+                let current = cfg.lock().ok().and_then(|c| c.clone());
+                let now = jiff::Timestamp::now();
+                let err = match sampler.report_and_save(current.as_deref(), &state_dir, now) {
+                    Ok((r, saved)) => {
+                        if verbose {
+                            say(&format!(
+                                "gpu: {} device(s), {} user(s)",
+                                r.devices.len(),
+                                r.users.len()
+                            ));
+                        }
+                        let mut errs = r.errors.clone();
+                        errs.extend(saved);
+                        shared.set_gpu(Some(Arc::new(r)), interval);
+                        errs.join("; ")
+                    }
+                    Err(e) => {
+                        shared.set_gpu(None, interval);
+                        e
+                    }
+                };
+                // A standing problem is said once, not every interval.
+                if !err.is_empty() && last_error.as_deref() != Some(err.as_str()) {
+                    eprintln!("gpu: {err}");
+                }
+                last_error = (!err.is_empty()).then_some(err);
+            }
+        });
+    match spawned {
+        Ok(h) => Some(h),
+        Err(e) => {
+            eprintln!("error: cannot start the GPU thread: {e}");
+            None
+        }
+    }
 }
 
 /// The lifecycle thread: a pass every `interval` with the config the loop last
@@ -53,10 +135,7 @@ fn spawn_lifecycle(
     cfg: Arc<std::sync::Mutex<Option<Arc<Config>>>>,
 ) -> Option<std::thread::JoinHandle<()>> {
     let paths = opts.lifecycle.clone()?;
-    let sockets = match &opts.docker_socket {
-        Some(p) => vec![p.clone()],
-        None => crate::lifecycle::source::default_sockets(),
-    };
+    let sockets = docker_sockets(opts);
     let interval = opts.interval;
     let verbose = opts.verbose;
     let spawned = std::thread::Builder::new()
@@ -476,6 +555,7 @@ pub fn run(opts: &MonitorOpts) -> Result<(), String> {
     shared.set_config(config.current.clone());
     let lifecycle_cfg = Arc::new(std::sync::Mutex::new(config.current.clone()));
     let lifecycle = spawn_lifecycle(opts, Arc::clone(&lifecycle_cfg));
+    let gpu = spawn_gpu(opts, Arc::clone(&lifecycle_cfg), Arc::clone(&shared));
     if let Some(addr) = opts.listen {
         let bound = http::serve(addr, Arc::clone(&shared))
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -559,7 +639,8 @@ pub fn run(opts: &MonitorOpts) -> Result<(), String> {
         }
         if now >= next_pass {
             let ts = jiff::Timestamp::now();
-            let (rep, stats) = collect::run_pass_with_stats(&opts.paths, ts);
+            let gpu_now = shared.gpu_fresh();
+            let (rep, stats) = collect::run_pass_with_stats(&opts.paths, ts, gpu_now.as_deref());
             if opts.verbose {
                 for d in &rep.skipped {
                     say(&format!("skipped (not a ds01 slice): {}", d.display()));
@@ -660,6 +741,9 @@ pub fn run(opts: &MonitorOpts) -> Result<(), String> {
         if !rep.oom_events.is_empty() {
             alerts_after(opts, &stats, &rep, ts);
         }
+    }
+    if let Some(h) = gpu {
+        let _ = h.join();
     }
     if let Some(h) = lifecycle {
         let _ = h.join();
