@@ -42,6 +42,7 @@ pub const NAMES: &[&str] = &[
     "collector-deployed",
     "stats-recent",
     "events-writable",
+    "gpu",
     "greeting",
 ];
 
@@ -141,6 +142,7 @@ pub fn run(env: &CheckEnv, only: Option<&str>) -> Vec<CheckResult> {
             "collector-deployed" => check_collector(&ctx),
             "stats-recent" => check_stats(&ctx),
             "events-writable" => check_events(&ctx),
+            "gpu" => check_gpu(),
             _ => check_greeting(&ctx),
         };
         out.push(res);
@@ -974,6 +976,67 @@ fn check_events(ctx: &Ctx) -> CheckResult {
     }
 }
 
+/// Where the collector and the monitor keep their state (gpu.json): as they
+/// default, `DS01_STATE_DIR` else `/var/lib/ds01/resource-stats`.
+fn collector_state_dir() -> PathBuf {
+    std::env::var_os("DS01_STATE_DIR").map_or_else(
+        || PathBuf::from(crate::collect::DEFAULT_STATE_DIR),
+        PathBuf::from,
+    )
+}
+
+/// NVML answers, every GPU reads, its MIG layout matches `nvidia-smi -L` (what the
+/// wrapper weighs requests with), and the monitor keeps gpu.json fresh.
+fn check_gpu() -> CheckResult {
+    let name = "gpu";
+    let mut source = match crate::gpu::open() {
+        crate::gpu::Opened::Source(s) => s,
+        crate::gpu::Opened::NoGpus(why) => {
+            return r(name, Status::Skip, format!("no GPUs: {why}"), &[]);
+        }
+        crate::gpu::Opened::Failed(why) => return r(name, Status::Fail, why, &[]),
+    };
+    let snap = match source.sample() {
+        Ok(s) => s,
+        Err(e) => return r(name, Status::Fail, e, &[]),
+    };
+    let mut problems: Vec<String> = snap
+        .gpus
+        .iter()
+        .filter_map(|g| g.error.as_ref().map(|e| format!("GPU {}: {e}", g.index)))
+        .collect();
+    problems.extend(crate::gpu::layout_diff(
+        &snap,
+        &crate::docker::gpu::inventory(),
+    ));
+    let migs: usize = snap.gpus.iter().map(|g| g.migs.len()).sum();
+    let now = jiff::Timestamp::now();
+    let monitor = match crate::gpu::report::load(&collector_state_dir()).and_then(|g| g.age_s(now))
+    {
+        Some(s) if s <= crate::gpu::report::FRESH_S => {
+            format!("; the monitor's gpu.json is {s} s old")
+        }
+        Some(s) => format!("; the monitor's gpu.json is {s} s old (is ds01-monitor running?)"),
+        None => "; no gpu.json from the monitor yet".into(),
+    };
+    let detail = format!(
+        "{}: driver {}, {} GPU(s), {migs} MIG instance(s){monitor}",
+        source.describe(),
+        snap.driver_version.as_deref().unwrap_or("?"),
+        snap.gpus.len()
+    );
+    if problems.is_empty() {
+        r(name, Status::Pass, detail, &[])
+    } else {
+        r(
+            name,
+            Status::Fail,
+            format!("{detail}; {}", problems.join("; ")),
+            &[],
+        )
+    }
+}
+
 fn check_greeting(ctx: &Ctx) -> CheckResult {
     let name = "greeting";
     let Some(cfg) = &ctx.cfg else {
@@ -987,6 +1050,7 @@ fn check_greeting(ctx: &Ctx) -> CheckResult {
         events_log: ctx.env.events_log.clone(),
         alerts_dir: ctx.env.alerts_dir.clone(),
         banner: ctx.env.config.with_file_name("banner.txt"),
+        state_dir: collector_state_dir(),
     };
     let start = std::time::Instant::now();
     let text = crate::greet::render(cfg, &u, &paths, jiff::Timestamp::now(), false);

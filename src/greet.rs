@@ -21,6 +21,9 @@ pub struct GreetPaths {
     pub alerts_dir: PathBuf,
     /// Optional site banner (`<config dir>/banner.txt`).
     pub banner: PathBuf,
+    /// Where the monitor keeps `gpu.json` (the GPU line; none when it is missing
+    /// or older than five minutes).
+    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -231,6 +234,20 @@ pub fn render(cfg: &Config, r: &Resolved, p: &GreetPaths, now: Timestamp, color:
         ));
     } else {
         out.push_str("  Running    no containers\n");
+    }
+    if let Some(g) = crate::gpu::report::load(&p.state_dir).filter(|g| {
+        g.age_s(now)
+            .is_some_and(|s| s <= crate::gpu::report::FRESH_S)
+    }) {
+        let lines = crate::gpu::report::greeting(&g, &r.slice_user);
+        for (i, l) in lines.iter().enumerate() {
+            if i == 0 {
+                let l = l.strip_prefix("GPU: ").unwrap_or(l);
+                out.push_str(&format!("  GPU        {l}\n"));
+            } else {
+                out.push_str(&st.paint("33", &format!("  ! {l}\n")));
+            }
+        }
     }
     let since = now - jiff::SignedDuration::from_hours(24);
     if let Ok(o) = recent_ooms(&p.events_log, &r.slice_user, since)

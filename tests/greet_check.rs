@@ -56,7 +56,8 @@ impl Env {
         let mut c = self.f.ds01(&["greet", "--plain", "--user", user]);
         c.env("DS01_CGROUP_ROOT", self.cg())
             .env("DS01_EVENTS_LOG", self.p("log/events.jsonl"))
-            .env("DS01_ALERTS_DIR", self.p("alerts"));
+            .env("DS01_ALERTS_DIR", self.p("alerts"))
+            .env("DS01_STATE_DIR", self.p("state"));
         c.assert()
     }
     fn check(&self, only: &str, socket: Option<&Path>) -> assert_cmd::Command {
@@ -184,6 +185,48 @@ fn greet_shows_pending_alerts_not_expired_ones() {
             "! You are using 92% of your memory limit",
         ))
         .stdout(predicate::str::contains("stale").not());
+}
+
+/// The monitor's gpu.json as it writes it, taken `age_s` ago.
+fn write_gpu_report(e: &Env, age_s: i64) {
+    let at = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(age_s);
+    std::fs::create_dir_all(e.p("state")).expect("mkdir");
+    std::fs::write(
+        e.p("state/gpu.json"),
+        json!({
+            "taken_at": at.to_string(),
+            "source": "test",
+            "users": {"alice": {
+                "allocated": 2, "in_use": 1, "memory_bytes": 38u64 << 30, "util_pct": 92.0,
+                "processes": 3, "idle": [["1", "alice-nb", 4000]]
+            }}
+        })
+        .to_string(),
+    )
+    .expect("write");
+}
+
+#[test]
+fn greet_shows_gpus_in_use_and_an_idle_one() {
+    let e = Env::new(CFG);
+    write_gpu_report(&e, 5);
+    e.greet("alice")
+        .success()
+        .stdout(predicate::str::contains(
+            "  GPU        1 of 2 in use, 38 GiB, 92 %\n",
+        ))
+        .stdout(predicate::str::contains(
+            "! GPU 1 (alice-nb) has been idle for 1 h 6 min",
+        ));
+    // A user without GPUs gets no GPU line; a stale report (monitor down) none at all.
+    e.greet("bob")
+        .success()
+        .stdout(predicate::str::contains("  GPU ").not());
+    write_gpu_report(&e, 3600);
+    e.greet("alice")
+        .success()
+        .stdout(predicate::str::contains("  GPU ").not())
+        .stdout(predicate::str::contains("idle").not());
 }
 
 #[test]
@@ -465,6 +508,78 @@ fn check_collector_stats_events_pass_and_fail() {
     e.expect("events-writable", None, "[FAIL]", "events.jsonl");
     std::fs::write(e.p("log/events.jsonl"), "").expect("w");
     e.expect("events-writable", None, "[PASS]", "is writable");
+}
+
+fn nvml_present() -> bool {
+    [
+        "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1",
+        "/usr/lib64/libnvidia-ml.so.1",
+    ]
+    .iter()
+    .any(|p| Path::new(p).exists())
+}
+
+#[test]
+fn check_gpu_skip_pass_and_fail() {
+    let e = Env::new(CFG);
+    if nvml_present() {
+        eprintln!("SKIP the no-driver case: this host has libnvidia-ml");
+    } else {
+        e.expect("gpu", None, "[SKIP]", "no GPUs: no NVIDIA driver");
+    }
+    let mig = Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/gpu/mig/snapshot.json");
+    let smi = |e: &Env, migs: &str| {
+        let script = e.p("nvidia-smi");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\ncat <<'EOF'\nGPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-a100a100-0000-0000-0000-000000000000)\n{migs}GPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-a100a100-1111-0000-0000-000000000000)\nEOF\n"
+            ),
+        )
+        .expect("write");
+        chmod_x(&script);
+        script
+    };
+    let all = "  MIG 3g.20gb     Device  0: (UUID: MIG-00000000-0000-0000-0000-000000000000)\n  MIG 2g.10gb     Device  1: (UUID: MIG-11111111-0000-0000-0000-000000000000)\n  MIG 1g.5gb      Device  2: (UUID: MIG-22222222-0000-0000-0000-000000000000)\n";
+    let run = |e: &Env, script: &Path, snapshot: &Path| {
+        let mut c = e.check("gpu", None);
+        c.env("DS01_GPU_SNAPSHOT", snapshot)
+            .env("DS01_NVIDIA_SMI", script)
+            .env("DS01_STATE_DIR", e.p("state"));
+        let out = c.output().expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (code, text) = run(&e, &smi(&e, all), &mig);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.starts_with("[PASS]")
+            && text.contains("driver 550.54.15, 2 GPU(s), 3 MIG instance(s)"),
+        "{text}"
+    );
+    // nvidia-smi missing an instance NVML has: the wrapper would weigh it wrong.
+    let (code, text) = run(
+        &e,
+        &smi(&e, &all[..all.rfind("  MIG 1g").expect("mig")]),
+        &mig,
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains(
+            "MIG 0:2 (MIG-22222222-0000-0000-0000-000000000000) is missing from nvidia-smi -L"
+        ),
+        "{text}"
+    );
+    // A GPU off the bus fails the check by name.
+    let plain = Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/gpu/plain/snapshot.json");
+    let (code, text) = run(&e, &smi(&e, all), &plain);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("GPU 3: the GPU has fallen off the bus"),
+        "{text}"
+    );
 }
 
 #[test]

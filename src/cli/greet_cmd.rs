@@ -33,6 +33,9 @@ pub struct GreetArgs {
     /// Print why nothing was shown, instead of staying silent (for admins).
     #[arg(long, hide_short_help = true)]
     pub debug: bool,
+    /// Where the monitor keeps gpu.json.
+    #[arg(long, env = "DS01_STATE_DIR", default_value = crate::collect::DEFAULT_STATE_DIR, value_name = "DIR", hide_short_help = true)]
+    pub state_dir: PathBuf,
 }
 
 pub fn run(a: GreetArgs, config: &Path) -> CliResult {
@@ -71,6 +74,7 @@ pub fn text(a: &GreetArgs, config: &Path) -> Result<String, String> {
         events_log: a.events_log.clone(),
         alerts_dir: a.alerts_dir.clone(),
         banner: config.parent().unwrap_or(Path::new("/")).join("banner.txt"),
+        state_dir: a.state_dir.clone(),
     };
     let color =
         !a.plain && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();

@@ -416,3 +416,46 @@ impl Sampler {
         Ok((r, saved))
     }
 }
+
+/// Where NVML's devices and `nvidia-smi -L` (what the wrapper weighs GPU
+/// requests with) disagree: GPUs or MIG instances one lists and the other does
+/// not. Empty = consistent.
+pub fn layout_diff(s: &Snapshot, inv: &crate::docker::gpu::Inventory) -> Vec<String> {
+    let mut out = Vec::new();
+    let nvml: Vec<(String, &str)> = s
+        .gpus
+        .iter()
+        .flat_map(|g| {
+            std::iter::once((format!("GPU {}", g.index), g.uuid.as_str())).chain(
+                g.migs
+                    .iter()
+                    .map(move |m| (format!("MIG {}:{}", g.index, m.index), m.uuid.as_str())),
+            )
+        })
+        .filter(|(_, u)| !u.is_empty())
+        .collect();
+    let smi: Vec<(String, &str)> = inv
+        .gpus
+        .iter()
+        .flat_map(|g| {
+            std::iter::once((format!("GPU {}", g.index), g.uuid.as_str())).chain(
+                g.migs
+                    .iter()
+                    .map(move |m| (format!("MIG {}:{}", g.index, m.index), m.uuid.as_str())),
+            )
+        })
+        .collect();
+    for (what, uuid) in &nvml {
+        if !smi.iter().any(|(_, u)| u == uuid) {
+            out.push(format!("{what} ({uuid}) is missing from nvidia-smi -L"));
+        }
+    }
+    for (what, uuid) in &smi {
+        if !nvml.iter().any(|(_, u)| u == uuid) {
+            out.push(format!(
+                "nvidia-smi -L lists {what} ({uuid}), NVML does not"
+            ));
+        }
+    }
+    out
+}

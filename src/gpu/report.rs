@@ -41,6 +41,7 @@ impl ContainerInfo {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Holder {
     pub user: String,
     pub container: String,
@@ -48,6 +49,7 @@ pub struct Holder {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ProcRow {
     pub pid: u32,
     /// The device's label (`0`, `0:1`).
@@ -68,6 +70,7 @@ pub struct ProcRow {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DeviceRow {
     /// `0` for a GPU, `0:1` for MIG instance 1 of GPU 0.
     pub label: String,
@@ -91,6 +94,7 @@ pub struct DeviceRow {
 
 /// One user's GPUs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct UserGpu {
     /// Devices their running containers hold.
     pub allocated: u32,
@@ -109,11 +113,13 @@ pub struct UserGpu {
 
 /// When each device was last busy (unix seconds), kept between samples.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct IdleState {
     pub busy_at: BTreeMap<String, i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Report {
     pub taken_at: String,
     pub driver_version: Option<String>,
