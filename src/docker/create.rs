@@ -153,6 +153,17 @@ impl CreateRequest {
         if !labels.is_empty() {
             obj.insert("Labels".into(), Value::Object(labels));
         }
+        // `-e NAME` takes the value from the caller's environment, as docker does.
+        let env: Vec<String> = r
+            .values("env")
+            .map(|e| match e.split_once('=') {
+                Some(_) => e.to_string(),
+                None => format!("{e}={}", std::env::var(e).unwrap_or_default()),
+            })
+            .collect();
+        if !env.is_empty() {
+            obj.insert("Env".into(), json!(env));
+        }
         let hc = host_config_mut(obj);
         let size = |flag: &str| -> Result<Option<u64>, String> {
             r.value(flag)
@@ -449,7 +460,7 @@ mod tests {
     #[test]
     fn argv_becomes_the_body_the_cli_would_send() {
         let r = run(
-            "run -d --name c1 -m 1g --cpus 1.5 --memory-swap=-1 --shm-size 64m --pids-limit 99 -l a=b --gpus device=0,1 img cmd",
+            "run -d --name c1 -m 1g --cpus 1.5 --memory-swap=-1 --shm-size 64m --pids-limit 99 -l a=b --gpus device=0,1 -e NVIDIA_VISIBLE_DEVICES=all --env X=1 img cmd",
         );
         let c = CreateRequest::from_run_args(&r).expect("readable");
         assert_eq!(c.name.as_deref(), Some("c1"));
@@ -465,6 +476,8 @@ mod tests {
             json!(["0", "1"])
         );
         assert_eq!(c.body["HostConfig"]["NanoCpus"], json!(1_500_000_000i64));
+        // The security policy reads the environment (NVIDIA_VISIBLE_DEVICES).
+        assert_eq!(c.body["Env"], json!(["NVIDIA_VISIBLE_DEVICES=all", "X=1"]));
     }
 
     #[test]

@@ -336,7 +336,27 @@ pub struct Ctx<'a> {
 pub fn check_create(ctx: &Ctx<'_>, body: &Value) -> Result<(), Denial> {
     let empty = Value::Null;
     let hc = body.get("HostConfig").unwrap_or(&empty);
+    gpu_env(body)?;
     check_host_config(ctx, hc)
+}
+
+/// `NVIDIA_VISIBLE_DEVICES` set by the caller: under the NVIDIA runtime it hands
+/// the container GPUs that no device request names, so no GPU quota counts them.
+/// GPUs come through `--gpus` (a device request); `void`/`none`/empty give none
+/// and are fine.
+fn gpu_env(body: &Value) -> Result<(), Denial> {
+    for e in strings(body.get("Config").unwrap_or(body), "Env") {
+        if let Some(v) = e.strip_prefix("NVIDIA_VISIBLE_DEVICES=")
+            && !matches!(v.trim(), "" | "void" | "none")
+        {
+            return Err(Denial::new(
+                format!("-e NVIDIA_VISIBLE_DEVICES={v}"),
+                None,
+                "GPUs are requested with --gpus (counted against your GPU quota), not through NVIDIA_VISIBLE_DEVICES",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Judge `POST /containers/{id}/update` (its body is a flat resources object).
@@ -1258,6 +1278,26 @@ mod tests {
             check_create(&ctx, &body).map_err(|d| d.key),
             Err(Some("container_security.bind_roots".into()))
         );
+    }
+
+    #[test]
+    fn gpus_only_through_device_requests() {
+        let owned = HashMap::new();
+        let subject = alice();
+        let p = Policy::default();
+        let ctx = Ctx {
+            policy: &p,
+            subject: &subject,
+            owned: &owned,
+            host: &Fake,
+        };
+        let d = check_create(&ctx, &json!({"Env": ["A=1", "NVIDIA_VISIBLE_DEVICES=all"]}))
+            .expect_err("env GPUs");
+        assert_eq!(d.option, "-e NVIDIA_VISIBLE_DEVICES=all");
+        assert!(d.why.contains("--gpus"), "{}", d.why);
+        for ok in ["NVIDIA_VISIBLE_DEVICES=void", "NVIDIA_VISIBLE_DEVICES=", "CUDA_VISIBLE_DEVICES=0"] {
+            assert_eq!(check_create(&ctx, &json!({"Env": [ok]})), Ok(()), "{ok}");
+        }
     }
 
     #[test]
