@@ -1295,7 +1295,11 @@ mod tests {
             .expect_err("env GPUs");
         assert_eq!(d.option, "-e NVIDIA_VISIBLE_DEVICES=all");
         assert!(d.why.contains("--gpus"), "{}", d.why);
-        for ok in ["NVIDIA_VISIBLE_DEVICES=void", "NVIDIA_VISIBLE_DEVICES=", "CUDA_VISIBLE_DEVICES=0"] {
+        for ok in [
+            "NVIDIA_VISIBLE_DEVICES=void",
+            "NVIDIA_VISIBLE_DEVICES=",
+            "CUDA_VISIBLE_DEVICES=0",
+        ] {
             assert_eq!(check_create(&ctx, &json!({"Env": [ok]})), Ok(()), "{ok}");
         }
     }

@@ -459,3 +459,36 @@ pub fn layout_diff(s: &Snapshot, inv: &crate::docker::gpu::Inventory) -> Vec<Str
     }
     out
 }
+
+/// Utilisation (%) by every name Docker may give a device: GPU index and UUID,
+/// MIG `<gpu>:<index>` and MIG UUID. A MIG instance's is the sum of its
+/// processes' SM use where the driver reports it, else absent (unknown). A GPU in
+/// MIG mode has no entry of its own.
+pub fn utilisation_map(s: &Snapshot) -> std::collections::HashMap<String, f64> {
+    let mut m = std::collections::HashMap::new();
+    for g in &s.gpus {
+        if g.error.is_some() {
+            continue;
+        }
+        if !g.mig_enabled
+            && let Some(u) = g.utilization_pct
+        {
+            m.insert(g.index.to_string(), f64::from(u));
+            m.insert(g.uuid.clone(), f64::from(u));
+        }
+        for mig in &g.migs {
+            let known: Vec<u32> = s
+                .processes
+                .iter()
+                .filter(|p| p.device == mig.uuid)
+                .filter_map(|p| p.sm_util_pct)
+                .collect();
+            if !known.is_empty() {
+                let u = f64::from(known.iter().sum::<u32>()).min(100.0);
+                m.insert(format!("{}:{}", g.index, mig.index), u);
+                m.insert(mig.uuid.clone(), u);
+            }
+        }
+    }
+    m
+}

@@ -309,3 +309,30 @@ fn merge_fills_holders_a_limited_docker_view_misses() {
     assert_eq!(r.devices[0].holders[0].user, "alice");
     assert_eq!(r.users["alice"].allocated, 1);
 }
+
+#[test]
+fn utilisation_by_every_device_name_lifecycle_uses() {
+    let m = utilisation_map(&snap("plain"));
+    assert_eq!(m.get("0"), Some(&92.0));
+    assert_eq!(
+        m.get("GPU-11111111-bbbb-0000-0000-000000000000"),
+        Some(&0.0)
+    );
+    assert_eq!(m.get("3"), None, "a lost GPU is unknown, not idle");
+    let mut mig = snap("mig");
+    let m = utilisation_map(&mig);
+    assert_eq!(
+        m.get("0"),
+        None,
+        "a GPU in MIG mode has no utilisation of its own"
+    );
+    assert_eq!(m.get("0:0"), None, "no process samples: unknown");
+    assert_eq!(m.get("1"), Some(&0.0));
+    mig.processes[0].sm_util_pct = Some(40);
+    let m = utilisation_map(&mig);
+    assert_eq!(m.get("0:0"), Some(&40.0));
+    assert_eq!(
+        m.get("MIG-00000000-0000-0000-0000-000000000000"),
+        Some(&40.0)
+    );
+}

@@ -251,7 +251,7 @@ impl Docker for EngineDocker {
     }
 }
 
-/// The kernel and `nvidia-smi`.
+/// The kernel and the GPU source (NVML, or a replayed snapshot).
 pub struct RealProbe {
     pub cgroup_root: PathBuf,
     pub proc_root: PathBuf,
@@ -260,8 +260,11 @@ pub struct RealProbe {
     scopes: std::cell::OnceCell<HashMap<String, PathBuf>>,
     /// `cpu.stat` files kept open between passes (on cgroupfs: one `pread` a look).
     files: std::sync::Arc<crate::cgroup::OpenFiles>,
-    /// GPU utilisation by index and by UUID; `None` = not read (or unreadable).
+    /// GPU utilisation by every device name ([`crate::gpu::utilisation_map`]);
+    /// `None` = not read (or unreadable).
     gpu_util: Option<HashMap<String, f64>>,
+    /// Opened at the first pass with a GPU container, kept after.
+    gpu: Option<Result<Box<dyn crate::gpu::Source>, String>>,
 }
 
 impl RealProbe {
@@ -272,6 +275,7 @@ impl RealProbe {
             scopes: std::cell::OnceCell::new(),
             files: std::sync::Arc::default(),
             gpu_util: None,
+            gpu: None,
         }
     }
 
@@ -280,40 +284,6 @@ impl RealProbe {
         d.open_files = crate::cgroup::Shared(Some(std::sync::Arc::clone(&self.files)));
         d.cpu_usage_usec().ok()
     }
-}
-
-/// `nvidia-smi --query-gpu=index,uuid,utilization.gpu`: utilisation by index and
-/// by UUID (`DS01_NVIDIA_SMI` overrides the command, as for the inventory).
-pub fn gpu_utilisation() -> Option<HashMap<String, f64>> {
-    let cmd = std::env::var("DS01_NVIDIA_SMI").unwrap_or_else(|_| "nvidia-smi".into());
-    let mut parts = cmd.split_whitespace();
-    let prog = parts.next()?;
-    let o = std::process::Command::new(prog)
-        .args(parts)
-        .args([
-            "--query-gpu=index,uuid,utilization.gpu",
-            "--format=csv,noheader,nounits",
-        ])
-        .output()
-        .ok()?;
-    if !o.status.success() {
-        return None;
-    }
-    Some(parse_gpu_utilisation(&String::from_utf8_lossy(&o.stdout)))
-}
-
-pub fn parse_gpu_utilisation(text: &str) -> HashMap<String, f64> {
-    let mut m = HashMap::new();
-    for line in text.lines() {
-        let f: Vec<&str> = line.split(',').map(str::trim).collect();
-        if let [idx, uuid, util] = f[..]
-            && let Ok(u) = util.parse::<f64>()
-        {
-            m.insert(idx.to_string(), u);
-            m.insert(uuid.to_string(), u);
-        }
-    }
-    m
 }
 
 /// Bytes received + sent on every interface but `lo`, from `/proc/<pid>/net/dev`.
@@ -348,7 +318,13 @@ impl Probe for RealProbe {
                 .is_some_and(|n| live.contains(n.to_string_lossy().as_ref()))
         });
         self.gpu_util = if running.iter().any(|c| !c.gpus.is_empty()) {
-            gpu_utilisation()
+            let src = self
+                .gpu
+                .get_or_insert_with(|| crate::gpu::open().into_result());
+            match src {
+                Ok(s) => s.sample().ok().map(|s| crate::gpu::utilisation_map(&s)),
+                Err(_) => None,
+            }
         } else {
             None
         };
@@ -441,7 +417,13 @@ mod tests {
 
     #[test]
     fn gpu_signal_takes_the_busiest_and_unknown_is_busy() {
-        let u = parse_gpu_utilisation("0, GPU-aaa, 3\n1, GPU-bbb, 80\n2, MIG-x, [N/A]\n");
+        let u: HashMap<String, f64> = [
+            ("0".to_string(), 3.0),
+            ("GPU-aaa".to_string(), 3.0),
+            ("1".to_string(), 80.0),
+            ("GPU-bbb".to_string(), 80.0),
+        ]
+        .into();
         assert_eq!(gpu_signal(&[], Some(&u)), GpuSignal::NoGpu);
         assert_eq!(gpu_signal(&["0".into()], Some(&u)), GpuSignal::Util(3.0));
         assert_eq!(
