@@ -35,6 +35,10 @@ pub struct Sample {
     pub psi_memory_full: Option<f64>,
     pub psi_cpu_some: Option<f64>,
     pub oom_kill_count: u64,
+    /// GPU fields (hosts with GPUs; absent in older lines).
+    pub gpus_allocated: Option<u32>,
+    pub gpu_memory: Option<u64>,
+    pub gpu_util_pct: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -56,6 +60,9 @@ struct Raw<'a> {
     psi_cpu_some_avg10: Option<f64>,
     #[serde(default)]
     oom_kill_count: u64,
+    gpus_allocated: Option<u32>,
+    gpu_memory_bytes: Option<u64>,
+    gpu_util_pct: Option<f64>,
 }
 
 /// Parse one stats line; `None` when it is not one (malformed, truncated).
@@ -74,6 +81,9 @@ pub fn parse_sample(line: &str) -> Option<Sample> {
         psi_memory_full: r.psi_memory_full_avg10,
         psi_cpu_some: r.psi_cpu_some_avg10,
         oom_kill_count: r.oom_kill_count,
+        gpus_allocated: r.gpus_allocated,
+        gpu_memory: r.gpu_memory_bytes,
+        gpu_util_pct: r.gpu_util_pct,
     })
 }
 
@@ -198,6 +208,13 @@ pub struct Summary {
     /// OOM kills in the range, from the counter's rises (a drop is a reset: the new
     /// value counts as new kills).
     pub oom_kills: u64,
+    /// GPU-hours held (devices allocated × time, counted like time above 90 %);
+    /// `None` when no sample has GPU fields.
+    pub gpu_hours: Option<f64>,
+    pub peak_gpus: Option<u32>,
+    /// Mean utilisation of the held devices over the samples that held any.
+    pub mean_gpu_util: Option<f64>,
+    pub peak_gpu_memory: Option<u64>,
 }
 
 /// One sample as the summary needs it: no strings.
@@ -208,6 +225,9 @@ struct Point {
     psi_some: Option<f64>,
     psi_full: Option<f64>,
     oom: u64,
+    gpus: Option<u32>,
+    gpu_util: Option<f64>,
+    gpu_mem: Option<u64>,
 }
 
 impl Point {
@@ -218,6 +238,9 @@ impl Point {
             psi_some: s.psi_memory_some,
             psi_full: s.psi_memory_full,
             oom: s.oom_kill_count,
+            gpus: s.gpus_allocated,
+            gpu_util: s.gpu_util_pct,
+            gpu_mem: s.gpu_memory,
         }
     }
 }
@@ -287,6 +310,9 @@ pub fn load_summary(path: &Path, f: &Filter) -> io::Result<(Vec<Summary>, usize)
             psi_some: r.psi_memory_some_avg10,
             psi_full: r.psi_memory_full_avg10,
             oom: r.oom_kill_count,
+            gpus: r.gpus_allocated,
+            gpu_util: r.gpu_util_pct,
+            gpu_mem: r.gpu_memory_bytes,
         };
         match p.by.get_mut(r.user) {
             Some(u) => u.add(r.group, point),
@@ -326,12 +352,20 @@ fn summarize_points(by: std::collections::HashMap<String, UserPoints>) -> Vec<Su
         let median = gaps.get(gaps.len() / 2).copied().unwrap_or(60).max(1);
         let cap = 2 * median;
         let mut above = 0;
+        let mut gpu_secs = 0.0;
         for (i, p) in v.iter().enumerate() {
+            let next = v.get(i + 1).map_or(median, |n| n.ts - p.ts).min(cap);
             if p.pct >= 90.0 {
-                let next = v.get(i + 1).map_or(median, |n| n.ts - p.ts);
-                above += next.min(cap);
+                above += next;
             }
+            gpu_secs += f64::from(p.gpus.unwrap_or(0)) * next as f64;
         }
+        let any_gpu = v.iter().any(|p| p.gpus.is_some());
+        let held_utils: Vec<f64> = v
+            .iter()
+            .filter(|p| p.gpus.unwrap_or(0) > 0)
+            .filter_map(|p| p.gpu_util)
+            .collect();
         let mut kills = 0;
         for w in v.windows(2) {
             let (a, b) = (w[0].oom, w[1].oom);
@@ -352,6 +386,11 @@ fn summarize_points(by: std::collections::HashMap<String, UserPoints>) -> Vec<Su
             peak_psi_some: peak(|p| p.psi_some),
             peak_psi_full: peak(|p| p.psi_full),
             oom_kills: kills,
+            gpu_hours: any_gpu.then_some(gpu_secs / 3600.0),
+            peak_gpus: v.iter().filter_map(|p| p.gpus).max(),
+            mean_gpu_util: (!held_utils.is_empty())
+                .then(|| held_utils.iter().sum::<f64>() / held_utils.len() as f64),
+            peak_gpu_memory: v.iter().filter_map(|p| p.gpu_mem).max(),
         });
     }
     out.sort_by(|a, b| b.peak_pct.total_cmp(&a.peak_pct).then(a.user.cmp(&b.user)));

@@ -58,14 +58,23 @@ where
     let t0 = v.first().map_or(0, |s| s.ts.as_second());
     let t1 = v.last().map_or(1, |s| s.ts.as_second()).max(t0 + 1);
     let limit = v.iter().filter_map(|s| s.memory_max).max();
-    let used_max = v.iter().map(|s| s.memory_current).max().unwrap_or(0);
+    let gpu_mem_max = v.iter().filter_map(|s| s.gpu_memory).max();
+    let used_max = v
+        .iter()
+        .map(|s| s.memory_current)
+        .max()
+        .unwrap_or(0)
+        .max(gpu_mem_max.unwrap_or(0));
     let y_max = (limit.unwrap_or(used_max).max(used_max) as f64 / GIB * 1.1).max(0.001);
     let limit_text = limit.map_or("no limit".to_string(), |l| {
         format!("limit {}", crate::units::format_human_bytes(l))
     });
     let mut chart = ChartBuilder::on(area)
         .caption(
-            format!("{user} ({group}) — memory vs {limit_text}; PSI memory"),
+            format!(
+                "{user} ({group}) — memory vs {limit_text}; PSI memory{}",
+                if gpu_mem_max.is_some() { "; GPU" } else { "" }
+            ),
             ("sans-serif", 16),
         )
         .margin(8)
@@ -118,6 +127,30 @@ where
         .map_err(draw_err)?
         .label("PSI memory some (%)")
         .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], MAGENTA));
+    // GPU memory (GiB, left axis) and utilisation (%, right axis) where the lines
+    // have them.
+    if gpu_mem_max.is_some() {
+        chart
+            .draw_series(LineSeries::new(
+                v.iter()
+                    .filter_map(|s| s.gpu_memory.map(|m| (s.ts.as_second(), m as f64 / GIB))),
+                GREEN.stroke_width(2),
+            ))
+            .map_err(draw_err)?
+            .label("GPU memory")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], GREEN.stroke_width(2)));
+    }
+    if v.iter().any(|s| s.gpu_util_pct.is_some()) {
+        chart
+            .draw_secondary_series(LineSeries::new(
+                v.iter()
+                    .filter_map(|s| s.gpu_util_pct.map(|p| (s.ts.as_second(), p))),
+                CYAN.stroke_width(1),
+            ))
+            .map_err(draw_err)?
+            .label("GPU utilisation (%)")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], CYAN));
+    }
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))

@@ -296,3 +296,71 @@ fn the_streaming_summary_equals_the_summary_of_the_loaded_samples() {
         assert!(!got.is_empty());
     }
 }
+
+/// A line with the GPU fields the collector adds on a GPU host.
+fn gpu_line(min: u32, user: &str, gpus: u32, util: Option<f64>, mem_gib: u64) -> String {
+    let base = line(min, user, "student", 40.0, 0);
+    let util = util.map_or(String::new(), |u| format!(",\"gpu_util_pct\":{u}"));
+    format!(
+        "{},\"gpus_allocated\":{gpus},\"gpus_in_use\":0,\"gpu_memory_bytes\":{}{util}}}\n",
+        base.trim_end().trim_end_matches('}'),
+        mem_gib << 30
+    )
+}
+
+#[test]
+fn gpu_fields_are_summarised_and_plotted() {
+    // carol holds 2 GPUs for 3 minutes (then none); utilisation 80 and 40 while held.
+    let l = log(&[
+        gpu_line(0, "carol", 2, Some(80.0), 30),
+        gpu_line(1, "carol", 2, Some(40.0), 38),
+        gpu_line(2, "carol", 2, None, 38),
+        gpu_line(3, "carol", 0, None, 0),
+        line(0, "bob", "researcher", 10.0, 0),
+        line(3, "bob", "researcher", 10.0, 0),
+    ]);
+    let out = stats(&l, &["--summary"])
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.lines()
+            .next()
+            .is_some_and(|h| h.contains("GPU-H") && h.contains("PEAK GMEM")),
+        "{text}"
+    );
+    let carol: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("carol"))
+        .expect("carol")
+        .split_whitespace()
+        .collect();
+    // 2 GPUs × 3 one-minute intervals = 0.1 GPU-hours; mean 60 %; peak 38 GiB.
+    assert_eq!(&carol[9..], ["0.1", "60%", "38", "GiB"], "{text}");
+    let bob: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("bob"))
+        .expect("bob")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        &bob[9..],
+        ["-", "-", "-"],
+        "old lines: no GPU figures, {text}"
+    );
+    let svg = String::from_utf8(
+        stats(&l, &["--plot", "-", "--user", "carol"])
+            .success()
+            .get_output()
+            .stdout
+            .clone(),
+    )
+    .expect("utf8");
+    assert!(
+        svg.contains("GPU memory") && svg.contains("GPU utilisation (%)"),
+        "legend"
+    );
+    assert!(svg.contains("; PSI memory; GPU"), "caption");
+}

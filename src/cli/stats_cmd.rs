@@ -80,8 +80,14 @@ fn print_summary(rows: &[stats::Summary]) -> CliResult {
         return Ok(());
     }
     let color = color_on();
+    let gpu = rows.iter().any(|s| s.gpu_hours.is_some());
+    let gpu_head = if gpu {
+        format!(" {:>7} {:>9} {:>9}", "GPU-H", "GPU UTIL", "PEAK GMEM")
+    } else {
+        String::new()
+    };
     println!(
-        "{:<20} {:<12} {:>8} {:>9} {:>9} {:>11} {:>9} {:>9} {:>5}",
+        "{:<20} {:<12} {:>8} {:>9} {:>9} {:>11} {:>9} {:>9} {:>5}{gpu_head}",
         "USER",
         "GROUP",
         "SAMPLES",
@@ -93,8 +99,19 @@ fn print_summary(rows: &[stats::Summary]) -> CliResult {
         "OOMS"
     );
     for s in rows {
+        let gpu_cells = if gpu {
+            format!(
+                " {:>7} {:>9} {:>9}",
+                s.gpu_hours.map_or("-".into(), |h| format!("{h:.1}")),
+                s.mean_gpu_util.map_or("-".into(), |u| format!("{u:.0}%")),
+                s.peak_gpu_memory
+                    .map_or("-".into(), crate::gpu::report::gib)
+            )
+        } else {
+            String::new()
+        };
         let line = format!(
-            "{:<20} {:<12} {:>8} {:>9.2} {:>9.2} {:>11} {:>9} {:>9} {:>5}",
+            "{:<20} {:<12} {:>8} {:>9.2} {:>9.2} {:>11} {:>9} {:>9} {:>5}{gpu_cells}",
             s.user,
             s.group,
             s.samples,
