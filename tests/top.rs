@@ -174,3 +174,59 @@ fn once_plain_prints_one_frame() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown sort column"));
 }
+
+/// On a GPU host (a replayed snapshot), the GPU column and the header's count.
+#[test]
+fn once_plain_shows_the_gpu_column_on_a_gpu_host() {
+    let me = ds01::docker::identity::current().expect("who am I");
+    let f = common::Fixture::new(&format!(
+        "groups:\n  student:\n    members: [alice]\naccess_control:\n  admin_users: [{:?}]\n",
+        me.name
+    ));
+    let root = f.path().join("ds01.slice");
+    FakeSlice::new("student", "alice")
+        .write(&root)
+        .expect("slice");
+    let sock = f.path().join("docker.sock");
+    let d = std::sync::Arc::new(std::sync::Mutex::new(common::engine::Daemon::default()));
+    let id = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1";
+    let mut c = common::engine::inspect(id, "alice-train", "alice", "docker", 60, 0);
+    c["HostConfig"]["DeviceRequests"] =
+        serde_json::json!([{"Count": 0, "DeviceIDs": ["0"], "Capabilities": [["gpu"]]}]);
+    d.lock().expect("lock").containers.insert(id.into(), c);
+    common::engine::serve(&sock, d);
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/gpu/plain");
+    let out = f
+        .ds01(&[
+            "top",
+            "--once",
+            "--plain",
+            "--interval",
+            "50ms",
+            "--width",
+            "160",
+        ])
+        .env("DS01_CGROUP_ROOT", &root)
+        .env("DS01_EVENTS_LOG", f.path().join("events.jsonl"))
+        .env("DS01_STATE_DIR", f.path().join("state"))
+        .env("DS01_SYSTEMCTL", "/nonexistent")
+        .env("DS01_GPU_SNAPSHOT", demo.join("snapshot.json"))
+        .env("DS01_PROC_ROOT", demo.join("proc"))
+        .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .next()
+            .is_some_and(|h| h.contains("GPUs 1/4 held")),
+        "{text}"
+    );
+    assert!(text.contains("GPU n/mem/util"), "{text}");
+    let alice = text
+        .lines()
+        .find(|l| l.starts_with("alice"))
+        .expect("alice row");
+    assert!(alice.trim_end().ends_with("1 38G 92%"), "{alice}");
+}

@@ -17,7 +17,7 @@ pub struct TopArgs {
     /// With --once: plain text, no colours (for scripts and logs).
     #[arg(long, requires = "once")]
     pub plain: bool,
-    /// Sort by: user, memory, cpu, pressure, tasks, ooms.
+    /// Sort by: user, memory, cpu, pressure, tasks, ooms, gpu (GPU memory).
     #[arg(long, default_value = "memory", value_parser = SortKey::parse)]
     pub sort: SortKey,
     /// Show only users or groups whose name contains this.
@@ -35,6 +35,18 @@ pub struct TopArgs {
     /// Event log, for OOM kills of the last 24 h [default: $DS01_EVENTS_LOG, else /var/log/ds01/events.jsonl]
     #[arg(long, value_name = "FILE")]
     pub events_log: Option<PathBuf>,
+    /// Where the monitor keeps gpu.json.
+    #[arg(long, env = "DS01_STATE_DIR", default_value = crate::collect::DEFAULT_STATE_DIR, value_name = "DIR", hide_short_help = true)]
+    pub state_dir: PathBuf,
+    /// /proc, where GPU processes are attributed.
+    #[arg(
+        long,
+        env = "DS01_PROC_ROOT",
+        default_value = "/proc",
+        value_name = "DIR",
+        hide_short_help = true
+    )]
+    pub proc_root: PathBuf,
     /// Docker's data root, read for container names.
     #[arg(long, env = "DS01_DOCKER_ROOT", default_value = crate::collect::DEFAULT_DOCKER_ROOT, value_name = "DIR", hide_short_help = true)]
     pub docker_root: PathBuf,
@@ -63,6 +75,16 @@ pub fn run(a: TopArgs, config: &std::path::Path) -> CliResult {
         proc_root: PathBuf::from("/proc"),
         systemctl: Some(std::env::var("DS01_SYSTEMCTL").unwrap_or_else(|_| "systemctl".into())),
     });
+    let sockets = if admin {
+        crate::lifecycle::source::default_sockets()
+    } else {
+        vec![crate::docker::engine::Engine::from_env().socket]
+    };
+    let sampler = crate::gpu::Sampler::open(sockets, a.proc_root.clone());
+    if sampler.unavailable().is_none() {
+        reader.gpu = Some(sampler);
+        reader.gpu_state = Some(a.state_dir.clone());
+    }
     if a.once {
         reader.read(std::time::Instant::now());
         std::thread::sleep(a.interval.min(Duration::from_millis(500)));

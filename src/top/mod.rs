@@ -51,6 +51,29 @@ pub struct UserRow {
     pub ooms_24h: u64,
     /// The "N other users" row a non-admin sees.
     pub others: Option<usize>,
+    /// Their GPUs, on a host with GPUs.
+    pub gpu: Option<GpuCell>,
+}
+
+/// A user's GPUs in one frame (from the GPU source, docs/gpu.md).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct GpuCell {
+    /// Devices their running containers hold.
+    pub allocated: u32,
+    /// GPU memory of their processes.
+    pub memory: u64,
+    /// Mean utilisation of the devices they hold.
+    pub util_pct: Option<f64>,
+}
+
+impl GpuCell {
+    fn of(u: &crate::gpu::report::UserGpu) -> GpuCell {
+        GpuCell {
+            allocated: u.allocated,
+            memory: u.memory_bytes,
+            util_pct: u.util_pct,
+        }
+    }
 }
 
 /// Host-wide figures for the header.
@@ -70,6 +93,8 @@ pub struct Frame {
     pub host: Host,
     /// Slices that could not be read (went away mid-frame, unreadable file).
     pub errors: usize,
+    /// The host has GPUs: the GPU column is shown. `(devices, held)`.
+    pub gpus: Option<(usize, usize)>,
 }
 
 /// Where a frame comes from.
@@ -93,6 +118,11 @@ pub struct Reader {
     ooms_at: Option<Instant>,
     services: Vec<(String, String)>,
     services_at: Option<Instant>,
+    /// The GPU source (none on a host without GPUs).
+    pub gpu: Option<crate::gpu::Sampler>,
+    /// Where the monitor keeps gpu.json: holders a non-admin's Docker does not
+    /// list come from it.
+    pub gpu_state: Option<PathBuf>,
 }
 
 /// The OOM counts and unit states are refreshed this often, not every frame.
@@ -118,6 +148,8 @@ impl Reader {
             ooms_at: None,
             services: Vec::new(),
             services_at: None,
+            gpu: None,
+            gpu_state: None,
         }
     }
 
@@ -203,6 +235,24 @@ impl Reader {
             }
             row.ooms_24h = self.ooms.get(&row.user).copied().unwrap_or(0);
             f.rows.push(row);
+        }
+        if let Some(g) = self.gpu.as_mut()
+            && let Ok(mut r) = g.report(None, jiff::Timestamp::now())
+        {
+            let now_ts = jiff::Timestamp::now();
+            if let Some(last) = self.gpu_state.as_deref().and_then(crate::gpu::report::load)
+                && last
+                    .age_s(now_ts)
+                    .is_some_and(|s| s <= crate::gpu::report::FRESH_S)
+            {
+                r.merge_holders(&last);
+            }
+            let devices = r.devices.iter().filter(|d| !d.mig_enabled).count();
+            let held = r.devices.iter().filter(|d| !d.holders.is_empty()).count();
+            f.gpus = Some((devices, held));
+            for row in &mut f.rows {
+                row.gpu = Some(r.users.get(&row.user).map(GpuCell::of).unwrap_or_default());
+            }
         }
         // Forget what went away (and close its files).
         self.prev.retain(|p, _| seen.contains(p));
@@ -314,16 +364,18 @@ pub enum SortKey {
     Pressure,
     Tasks,
     Ooms,
+    Gpu,
 }
 
 impl SortKey {
-    pub const ALL: [SortKey; 6] = [
+    pub const ALL: [SortKey; 7] = [
         SortKey::User,
         SortKey::Memory,
         SortKey::Cpu,
         SortKey::Pressure,
         SortKey::Tasks,
         SortKey::Ooms,
+        SortKey::Gpu,
     ];
 
     pub fn name(self) -> &'static str {
@@ -334,6 +386,7 @@ impl SortKey {
             SortKey::Pressure => "pressure",
             SortKey::Tasks => "tasks",
             SortKey::Ooms => "ooms",
+            SortKey::Gpu => "gpu",
         }
     }
 
@@ -412,6 +465,7 @@ impl View {
                     .max(r.psi_cpu_some.unwrap_or(0.0)),
                 SortKey::Tasks => r.tasks.unwrap_or(0) as f64,
                 SortKey::Ooms => r.ooms_24h as f64,
+                SortKey::Gpu => r.gpu.map_or(0.0, |g| g.memory as f64),
             }
         };
         rows.sort_by(|a, b| {
@@ -439,6 +493,11 @@ fn sum_others(others: &[&UserRow]) -> UserRow {
         cpu_pct: others.iter().filter_map(|r| r.cpu_pct).reduce(|a, b| a + b),
         tasks: sum_u(&|r| r.tasks),
         others: Some(others.len()),
+        gpu: others.iter().filter_map(|r| r.gpu).reduce(|a, b| GpuCell {
+            allocated: a.allocated + b.allocated,
+            memory: a.memory + b.memory,
+            util_pct: None,
+        }),
         ..UserRow::default()
     }
 }
@@ -455,8 +514,41 @@ fn bytes(v: Option<u64>) -> String {
     v.map_or("-".into(), format_human_bytes)
 }
 
+/// `2 38G 92%`: devices held, GPU memory, mean utilisation.
+pub fn gpu_cell(g: Option<GpuCell>) -> String {
+    match g {
+        None => "-".into(),
+        Some(g) if g.allocated == 0 && g.memory == 0 => "-".into(),
+        Some(g) => format!(
+            "{} {} {}",
+            g.allocated,
+            short_bytes(g.memory),
+            opt_pct(g.util_pct)
+        ),
+    }
+}
+
+/// `3.2G`, `48G`, `512M`: sizes in at most four characters.
+pub fn short_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if v < 10.0 && u > 0 {
+        format!("{v:.1}{}", UNITS[u])
+    } else {
+        format!("{v:.0}{}", UNITS[u])
+    }
+}
+
+/// The number of columns; the last (GPU) only on a host with GPUs.
+pub const COLUMNS: usize = 10;
+
 /// The table's cells for one row, shared by the plain and the TUI renderers.
-pub fn cells(r: &UserRow) -> [String; 9] {
+pub fn cells(r: &UserRow) -> [String; COLUMNS] {
     let mem = match (r.memory, r.memory_max) {
         (Some(m), Some(max)) if max > 0 => format!(
             "{} / {} {:>3.0}%",
@@ -498,10 +590,11 @@ pub fn cells(r: &UserRow) -> [String; 9] {
         } else {
             r.ooms_24h.to_string()
         },
+        gpu_cell(r.gpu),
     ]
 }
 
-pub const HEADERS: [&str; 9] = [
+pub const HEADERS: [&str; COLUMNS] = [
     "USER",
     "GROUP",
     "MEMORY / MAX",
@@ -511,6 +604,7 @@ pub const HEADERS: [&str; 9] = [
     "TASKS",
     "CTRS",
     "OOM24h",
+    "GPU n/mem/util",
 ];
 
 /// The header line: host totals and the ds01 units.
@@ -530,13 +624,16 @@ pub fn header(f: &Frame, view: &View) -> String {
         .iter()
         .map(|(u, s)| format!("{}: {s}", u.trim_start_matches("ds01-")))
         .collect();
+    let gpus = f
+        .gpus
+        .map_or(String::new(), |(n, held)| format!(", GPUs {held}/{n} held"));
     let errs = if f.errors > 0 {
         format!(", {} slice(s) unreadable", f.errors)
     } else {
         String::new()
     };
     format!(
-        "ds01 top — {} users, {mem}, {} CPUs{load}{}{} | sort: {}{}",
+        "ds01 top — {} users, {mem}, {} CPUs{gpus}{load}{}{} | sort: {}{}",
         f.rows.len(),
         h.cpus,
         if services.is_empty() {
@@ -557,7 +654,12 @@ pub fn header(f: &Frame, view: &View) -> String {
 /// One frame as plain text (`--once --plain`), `width` columns at most per line.
 pub fn render_plain(f: &Frame, view: &View, width: usize) -> String {
     let rows = view.rows(f);
-    let mut table: Vec<[String; 9]> = vec![HEADERS.map(str::to_string)];
+    let ncols = if f.gpus.is_some() {
+        COLUMNS
+    } else {
+        COLUMNS - 1
+    };
+    let mut table: Vec<[String; COLUMNS]> = vec![HEADERS.map(str::to_string)];
     let mut sub: Vec<Option<String>> = vec![None];
     for r in &rows {
         table.push(cells(r));
@@ -574,14 +676,15 @@ pub fn render_plain(f: &Frame, view: &View, width: usize) -> String {
                     String::new(),
                     String::new(),
                     String::new(),
+                    String::new(),
                 ]);
                 sub.push(Some(c.id.clone()));
             }
         }
     }
-    let mut widths = [0usize; 9];
+    let mut widths = [0usize; COLUMNS];
     for row in &table {
-        for (i, c) in row.iter().enumerate() {
+        for (i, c) in row.iter().take(ncols).enumerate() {
             widths[i] = widths[i].max(c.chars().count());
         }
     }
@@ -590,7 +693,7 @@ pub fn render_plain(f: &Frame, view: &View, width: usize) -> String {
     out.push('\n');
     for row in &table {
         let mut line = String::new();
-        for (i, c) in row.iter().enumerate() {
+        for (i, c) in row.iter().take(ncols).enumerate() {
             if i > 0 {
                 line.push_str("  ");
             }

@@ -38,6 +38,7 @@ fn row(user: &str, group: &str, mem: u64, cpu: f64) -> UserRow {
         }],
         ooms_24h: 0,
         others: None,
+        gpu: None,
     }
 }
 
@@ -56,6 +57,7 @@ fn frame() -> Frame {
             services: vec![("ds01-monitor.service".into(), "active".into())],
         },
         errors: 0,
+        gpus: None,
     }
 }
 
@@ -185,4 +187,46 @@ fn oom_kills_of_the_last_day_per_user() {
     .expect("w");
     let f = reader(&root, d.path()).read(Instant::now());
     assert_eq!(f.rows[0].ooms_24h, 3, "the kill 30 h ago is not counted");
+}
+
+#[test]
+fn the_gpu_column_shows_only_on_a_gpu_host() {
+    let mut f = frame();
+    let plain = render_plain(&f, &admin(), 200);
+    assert!(!plain.contains("GPU"), "{plain}");
+    f.gpus = Some((4, 2));
+    f.rows[0].gpu = Some(GpuCell {
+        allocated: 2,
+        memory: 38 << 30,
+        util_pct: Some(92.0),
+    });
+    f.rows[1].gpu = Some(GpuCell::default());
+    let mut v = admin();
+    v.sort = SortKey::Gpu;
+    let text = render_plain(&f, &v, 200);
+    assert!(
+        text.lines()
+            .next()
+            .is_some_and(|h| h.contains("GPUs 2/4 held")),
+        "{text}"
+    );
+    let alice = text
+        .lines()
+        .find(|l| l.starts_with("alice"))
+        .expect("alice");
+    assert!(alice.trim_end().ends_with("2 38G 92%"), "{alice}");
+    let bob = text.lines().find(|l| l.starts_with("bob")).expect("bob");
+    assert!(bob.trim_end().ends_with('-'), "{bob}");
+    // Sorted by GPU memory: alice first.
+    assert!(text.find("alice").unwrap_or(usize::MAX) < text.find("bob").unwrap_or(0));
+    // A non-admin's "others" row sums the others' GPUs.
+    let me = View::new(Viewer {
+        admin: false,
+        user: "rita".into(),
+    });
+    let rows = me.rows(&f);
+    assert_eq!(
+        rows[1].gpu.map(|g| (g.allocated, g.memory)),
+        Some((2, 38 << 30))
+    );
 }

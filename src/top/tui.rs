@@ -3,7 +3,7 @@
 //! expanded users, and the keys on the last line. Narrow terminals (80 columns)
 //! drop the least important columns rather than wrap.
 
-use super::{Frame, HEADERS, Reader, SortKey, View, cells};
+use super::{Frame, HEADERS, Reader, SortKey, View, cells, short_bytes as short};
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Modifier, Style};
@@ -24,16 +24,23 @@ struct Ui {
 }
 
 /// Column indexes shown at a given width, most important first kept.
-fn columns(width: u16) -> Vec<usize> {
-    // USER MEMORY CPU PSI TASKS OOM always; GROUP, CTRS, THROT when there is room.
+fn columns(width: u16, gpus: bool) -> Vec<usize> {
+    // USER MEMORY CPU PSI TASKS OOM always; GPU on a GPU host; GROUP, CTRS,
+    // THROT when there is room.
     let mut cols = vec![0, 2, 3, 5, 6, 8];
-    if width >= 91 {
+    let extra = if gpus {
+        cols.push(9);
+        width_of(9) + 1
+    } else {
+        0
+    };
+    if width >= 91 + extra {
         cols.push(1);
     }
-    if width >= 97 {
+    if width >= 97 + extra {
         cols.push(7);
     }
-    if width >= 104 {
+    if width >= 104 + extra {
         cols.push(4);
     }
     cols.sort_unstable();
@@ -41,23 +48,7 @@ fn columns(width: u16) -> Vec<usize> {
 }
 
 fn width_of(col: usize) -> u16 {
-    [12, 10, 21, 12, 6, 14, 10, 5, 6][col]
-}
-
-/// `3.2G`, `48G`, `512M`: sizes in at most four characters.
-fn short(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if v < 10.0 && u > 0 {
-        format!("{v:.1}{}", UNITS[u])
-    } else {
-        format!("{v:.0}{}", UNITS[u])
-    }
+    [12, 10, 21, 12, 6, 14, 10, 5, 6, 14][col]
 }
 
 fn bar(frac: f64, n: usize) -> String {
@@ -86,7 +77,7 @@ fn draw(
             Paragraph::new(super::header(f, view)).style(style(Style::default().bold())),
             top,
         );
-        let cols = columns(area.width);
+        let cols = columns(area.width, f.gpus.is_some());
         let head =
             Row::new(cols.iter().map(|c| HEADERS[*c])).style(style(Style::default().reversed()));
         let mut table_rows = Vec::new();
@@ -120,7 +111,7 @@ fn draw(
             table_rows.push(Row::new(cols.iter().map(|i| c[*i].clone())).style(row_style));
             if view.expanded.contains(&r.user) {
                 for k in &r.containers {
-                    let mut sub: [String; 9] = Default::default();
+                    let mut sub: [String; super::COLUMNS] = Default::default();
                     sub[0] = format!(" └ {}", k.name);
                     sub[2] = k.memory.map_or("-".into(), short);
                     sub[3] = k.cpu_pct.map_or("-".into(), |p| format!("{p:.0}%"));
@@ -145,7 +136,7 @@ fn draw(
         let keys = match &ui.editing {
             Some(t) => format!("filter: {t}█  (Enter apply, Esc cancel)"),
             None => {
-                "q quit  ↑↓ select  Enter expand  s sort  1-6 sort by column  / filter  c clear"
+                "q quit  ↑↓ select  Enter expand  s sort  1-7 sort by column  / filter  c clear"
                     .into()
             }
         };
@@ -239,7 +230,7 @@ fn event_loop(
                                 .unwrap_or(0);
                             view.sort = SortKey::ALL[(i + 1) % SortKey::ALL.len()];
                         }
-                        KeyCode::Char(d @ '1'..='6') => {
+                        KeyCode::Char(d @ '1'..='7') => {
                             view.sort = SortKey::ALL[(d as u8 - b'1') as usize];
                         }
                         KeyCode::Char('/') => ui.editing = Some(view.filter.clone()),
