@@ -271,3 +271,69 @@ pub fn write_stats_history(
     }
     w.flush()
 }
+
+/// A generated GPU host for benchmarks: `gpus` GPUs and `procs` GPU processes, as
+/// a snapshot (`dir/snapshot.json`, replayed with `DS01_GPU_SNAPSHOT`) and a
+/// fixture `/proc` (`dir/proc/<pid>/cgroup`, `DS01_PROC_ROOT`). Three processes in
+/// four run in the containers of [`write_fake_tree`]'s users (`user0000`, … with
+/// container `{i:064x}`), one in four on bare metal; even GPUs are busy, odd ones
+/// idle. Returns the snapshot's path.
+pub fn write_gpu_fixture(dir: &Path, gpus: u32, procs: u32) -> io::Result<PathBuf> {
+    use crate::gpu::{Device, Process, Snapshot};
+    let gib = 1u64 << 30;
+    let uuid = |g: u32| format!("GPU-{g:08x}-0000-4000-8000-000000000000");
+    let mut s = Snapshot {
+        version: crate::gpu::SNAPSHOT_VERSION,
+        taken_at: jiff::Timestamp::now().to_string(),
+        driver_version: Some("550.54.15".into()),
+        ..Snapshot::default()
+    };
+    for g in 0..gpus {
+        s.gpus.push(Device {
+            index: g,
+            uuid: uuid(g),
+            name: "NVIDIA H200".into(),
+            memory_used_bytes: Some(20 * gib),
+            memory_total_bytes: Some(141 * gib),
+            utilization_pct: Some(if g % 2 == 0 { 80 } else { 0 }),
+            ..Device::default()
+        });
+    }
+    let proc_root = dir.join("proc");
+    for i in 0..procs {
+        let pid = 10_000 + i;
+        let user = i / 2; // two processes per user
+        let group = if user % 5 == 4 {
+            "researcher"
+        } else {
+            "student"
+        };
+        let bare = i % 4 == 3;
+        let cgroup = if bare {
+            format!(
+                "0::/user.slice/user-{}.slice/session-1.scope\n",
+                2000 + user
+            )
+        } else {
+            format!(
+                "0::/ds01.slice/ds01-{group}.slice/ds01-{group}-user{user:04}.slice/docker-{user:064x}.scope\n"
+            )
+        };
+        let d = proc_root.join(pid.to_string());
+        std::fs::create_dir_all(&d)?;
+        std::fs::write(d.join("cgroup"), cgroup)?;
+        s.processes.push(Process {
+            pid,
+            device: uuid(i % gpus.max(1)),
+            used_memory_bytes: Some(gib / 2 + u64::from(i) * (1 << 20)),
+            sm_util_pct: Some(if i % 2 == 0 { 40 } else { 0 }),
+            uid: bare.then_some(2000 + user),
+            user: bare.then(|| format!("user{user:04}")),
+            ..Process::default()
+        });
+    }
+    let path = dir.join("snapshot.json");
+    let text = serde_json::to_string_pretty(&s).map_err(io::Error::other)?;
+    std::fs::write(&path, text)?;
+    Ok(path)
+}

@@ -25,12 +25,17 @@ pub struct DemoArgs {
     /// --history-days days (for benchmarks and plots).
     #[arg(long, value_name = "N")]
     pub history_users: Option<usize>,
+    /// Also write a generated GPU host of N GPUs with 25 processes each (a
+    /// snapshot for DS01_GPU_SNAPSHOT and its /proc for DS01_PROC_ROOT; for
+    /// benchmarks).
+    #[arg(long, value_name = "N")]
+    pub gpus: Option<u32>,
     /// Days of generated stats history.
     #[arg(long, value_name = "DAYS", default_value_t = 7)]
     pub history_days: usize,
     /// Only write the files and print their paths, one a line, in this order: the
-    /// config, then the event log, the cgroup tree and the stats history when asked
-    /// for; run nothing.
+    /// config, then the event log, the cgroup tree, the stats history and the GPU
+    /// directory when asked for; run nothing.
     #[arg(long)]
     pub write_only: bool,
 }
@@ -71,6 +76,11 @@ pub fn run(args: DemoArgs) -> CliResult {
         )
         .map_err(|e| CliError::Runtime(format!("cannot write {}: {e}", history.display())))?;
     }
+    let gpu_dir = dir.join("gpu");
+    if let Some(n) = args.gpus {
+        crate::demo::write_gpu_fixture(&gpu_dir, n, n * 25)
+            .map_err(|e| CliError::Runtime(format!("cannot write {}: {e}", gpu_dir.display())))?;
+    }
     if args.write_only {
         println!("{}", cfg_path.display());
         if args.events.is_some() {
@@ -81,6 +91,9 @@ pub fn run(args: DemoArgs) -> CliResult {
         }
         if args.history_users.is_some() {
             println!("{}", history.display());
+        }
+        if args.gpus.is_some() {
+            println!("{}", gpu_dir.display());
         }
         return Ok(());
     }

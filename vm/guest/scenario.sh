@@ -133,7 +133,7 @@ as alice "docker run -d --name alice-c4 --network none ds01-test:latest sleep 60
 ds01 collect >/dev/null 2>&1
 out=$(ds01 check --image ds01-test:latest 2>&1); rc=$?
 check "ds01 check exits 0" 0 "$rc" "$out"
-check "ds01 check: 13/14 passed, only docker-proxy skipped (not switched on yet)" 1 "$(echo "$out" | grep -c 'Results: 13/14 passed, 0 failed, 1 skipped')"
+check "ds01 check: 13/15 passed, docker-proxy (not switched on yet) and gpu (no GPU here) skipped" "1 1" "$(echo "$out" | grep -c 'Results: 13/15 passed, 0 failed, 2 skipped') $(echo "$out" | grep -c 'SKIP.*gpu - no GPUs: no NVIDIA driver')" "$(echo "$out" | grep -v PASS)"
 systemctl start ds01-collect.service
 check "the installed collect unit runs (hardened) and succeeds" 0 "$(systemctl show -p ExecMainStatus --value ds01-collect.service)" "$(journalctl -u ds01-collect.service -n 5 --no-pager 2>&1 | tail -3)"
 
@@ -442,6 +442,46 @@ rm -f /mnt/full/fill
 out=$(full 2>&1); rc=$?
 check "with room again, the next pass appends whole lines" "0 0" "$rc $(grep -vc '^{.*}$\|^x*$' /mnt/full/stats.log)" "$out"
 umount /mnt/full
+
+step "7h. GPU accounting: a recorded snapshot's pids attributed through the real /proc and cgroups"
+# No GPU in the guest: NVML is replaced by a snapshot naming real pids (the snapshot
+# tests cover NVML's side); attribution, holders, /metrics and the greeting are real.
+out=$(as alice "ds01 docker run -d --network none --memory 16m -e NVIDIA_VISIBLE_DEVICES=all ds01-test:latest true" 2>&1); rc=$?
+check "alice's -e NVIDIA_VISIBLE_DEVICES=all is refused: GPUs only through --gpus" "1 1" "$([ $rc -ne 0 ] && echo 1) $(echo "$out" | grep -c -- '--gpus')" "$out"
+as alice "ds01 docker run -d --name gpu-a --network none --memory 32m ds01-test:latest sleep 600" >/dev/null 2>&1
+as boss "ds01 docker run -d --name gpu-b --network none --memory 32m -e NVIDIA_VISIBLE_DEVICES=1 ds01-test:latest sleep 600" >/dev/null 2>&1
+pa=$(/usr/bin/docker inspect -f '{{.State.Pid}}' gpu-a 2>&1); pb=$(/usr/bin/docker inspect -f '{{.State.Pid}}' gpu-b 2>&1)
+sleep 600 & bare=$!
+cat >/var/lib/ds01/gpu-snap.json <<JSON
+{"version": 1, "driver_version": "recorded",
+ "gpus": [{"index": 0, "uuid": "GPU-vm-0", "name": "Recorded H200", "memory_used_bytes": 2147483648, "memory_total_bytes": 151397597184, "utilization_pct": 85},
+          {"index": 1, "uuid": "GPU-vm-1", "name": "Recorded H200", "memory_used_bytes": 1073741824, "memory_total_bytes": 151397597184, "utilization_pct": 0}],
+ "processes": [{"pid": $pa, "device": "GPU-vm-0", "used_memory_bytes": 2147483648, "sm_util_pct": 85},
+               {"pid": $pb, "device": "GPU-vm-1", "used_memory_bytes": 1073741824, "sm_util_pct": 0},
+               {"pid": $bare, "device": "GPU-vm-0", "used_memory_bytes": 1048576},
+               {"pid": 999999, "device": "GPU-vm-1", "used_memory_bytes": 1048576}]}
+JSON
+out=$(DS01_GPU_SNAPSHOT=/var/lib/ds01/gpu-snap.json ds01 gpu 2>&1); rc=$?
+row() { echo "$out" | awk -v p="$1" '$1 == p'; }
+check "ds01 gpu: alice's process in her container, from /proc/$pa/cgroup" "0 1" "$rc $(row "$pa" | grep -c 'alice.*gpu-a')" "$out"
+check "ds01 gpu: GPU 1 held by boss's gpu-b (NVIDIA_VISIBLE_DEVICES), idle-tracked" 1 "$(echo "$out" | grep '^1 ' | grep -c 'boss.*gpu-b')" "$out"
+check "ds01 gpu: root's bare-metal process, and a vanished pid as exited" "1 1" "$(row "$bare" | grep -c 'root.*bare metal') $(row 999999 | grep -c exited)"
+mkdir -p /etc/systemd/system/ds01-monitor.service.d
+printf '[Service]\nEnvironment=DS01_GPU_SNAPSHOT=/var/lib/ds01/gpu-snap.json\nExecStart=\nExecStart=/usr/bin/ds01 monitor --listen 127.0.0.1:9101 --interval 5s --gpu-interval 1s\n' >/etc/systemd/system/ds01-monitor.service.d/gpu.conf
+systemctl daemon-reload
+systemctl restart ds01-monitor.service
+for i in $(seq 1 60); do http_get /metrics | grep -q '^ds01_gpu_allocated{gpu="1",user="boss"' && break; sleep 0.5; done
+metrics=$(http_get /metrics)
+check "/metrics: GPU 1 allocated to boss, alice's GPU memory, root's bare-metal use" "1 1 1" "$(echo "$metrics" | grep -cE '^ds01_gpu_allocated\{gpu="1",user="boss",container="gpu-b"\} 1(\.0)?$') $(echo "$metrics" | grep -cE '^ds01_user_gpu_memory_bytes\{user="alice"\} 2147483648(\.0)?$') $(echo "$metrics" | grep -cE '^ds01_user_gpu_bare_metal_processes\{user="root",exempt="false"\} 1(\.0)?$')" "$(echo "$metrics" | grep '^ds01_.*gpu' | head -20)"
+sleep 6
+check "the stats lines carry boss's GPU fields" 1 "$(tail -n 20 /var/log/ds01/resource-stats.log | grep '"user":"boss"' | grep -c '"gpus_allocated":1')" "$(tail -n 3 /var/log/ds01/resource-stats.log)"
+out=$(as boss "ds01 greet --plain" 2>&1)
+check "the greeting shows boss his GPU" 1 "$(echo "$out" | grep -c 'GPU        0 of 1 in use, 1.0 GiB, 0 %')" "$out"
+kill $bare 2>/dev/null
+/usr/bin/docker rm -f gpu-a gpu-b >/dev/null 2>&1
+rm -f /etc/systemd/system/ds01-monitor.service.d/gpu.conf /var/lib/ds01/gpu-snap.json
+systemctl daemon-reload
+systemctl restart ds01-monitor.service
 
 step "8. upgrade keeps config and state; purge removes state"
 echo "# local edit" >>/etc/ds01/resource-limits.yaml
