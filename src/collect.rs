@@ -242,16 +242,32 @@ pub struct OomRise {
     pub new_kills: u64,
     pub total: u64,
     pub reset: bool,
+    /// A lower count than the state's from the same cgroup: the kernel's counter
+    /// never goes down in one cgroup, so this read is older than the state (another
+    /// pass read later and got the lock first). Nothing to log, nothing to save.
+    pub stale: bool,
     pub containers: Vec<(String, u64)>,
 }
 
-/// Compare a slice with the state. A lower count than last seen, or a new cgroup
-/// inode, is a reset: every kill counted now is new.
+/// Compare a slice with the state. A new cgroup inode is a reset: every kill
+/// counted now is new. A lower count than last seen is a reset when the inode
+/// cannot tell (no tracking yet), and a stale read when it is the same cgroup.
 pub fn oom_rise(prev_count: Option<u64>, prev: Option<&Tracking>, s: &SliceStats) -> OomRise {
     let total = s.events.and_then(|e| e.oom_kill).unwrap_or(0);
-    let inode_changed =
-        matches!((prev.and_then(|t| t.inode), s.inode), (Some(a), Some(b)) if a != b);
-    let reset = inode_changed || prev_count.is_some_and(|p| total < p);
+    let (prev_inode, inode) = (prev.and_then(|t| t.inode), s.inode);
+    let inode_changed = matches!((prev_inode, inode), (Some(a), Some(b)) if a != b);
+    let same_cgroup = matches!((prev_inode, inode), (Some(a), Some(b)) if a == b);
+    let lower = prev_count.is_some_and(|p| total < p);
+    if lower && same_cgroup {
+        return OomRise {
+            new_kills: 0,
+            total,
+            reset: false,
+            stale: true,
+            containers: Vec::new(),
+        };
+    }
+    let reset = inode_changed || lower;
     let new_kills = match prev_count {
         _ if reset => total,
         Some(p) => total - p,
@@ -277,6 +293,7 @@ pub fn oom_rise(prev_count: Option<u64>, prev: Option<&Tracking>, s: &SliceStats
         new_kills,
         total,
         reset,
+        stale: false,
         containers,
     }
 }
@@ -453,6 +470,9 @@ pub fn track_ooms_as(
             state.tracking.get(&s.user),
             s,
         );
+        if rise.stale {
+            continue;
+        }
         // A container's counter moves a moment before its slice's (the kernel counts
         // up the hierarchy): when the slice has not risen yet, keep the containers'
         // old counts so the kill is still attributed when the slice's count follows.

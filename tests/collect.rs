@@ -317,11 +317,38 @@ fn lower_count_is_a_reset_and_its_kills_are_new() {
     e.pass().success();
     a.oom_kill = 2;
     e.slice(&a);
+    // Without the tracking file the inode cannot tell a new cgroup from the old
+    // one: a lower count is taken as a reset (as the older scripts did).
+    std::fs::remove_file(e.state().join("oom-tracking.json")).expect("tracking");
     e.pass().success();
     let evs = e.oom_events();
     assert_eq!(evs.len(), 1);
     assert_eq!(evs[0]["details"]["oom_count"], 2);
     assert_eq!(evs[0]["details"]["counter_reset"], true);
+}
+
+/// The same cgroup (same inode) with a lower count than the state: a read older
+/// than the state (a pass that read, then waited for the lock while another pass
+/// logged a later kill). Found by the monitor + timer + writers test, where it
+/// logged phantom "counter_reset" kills. Nothing is logged and the state stays.
+#[test]
+fn a_lower_count_from_the_same_cgroup_is_a_stale_read_not_a_reset() {
+    let e = Env::new();
+    let mut a = FakeSlice::new("student", "alice");
+    a.oom_kill = 5;
+    e.slice(&a);
+    e.pass().success();
+    a.oom_kill = 2;
+    e.slice(&a);
+    e.pass().success();
+    assert!(e.oom_events().is_empty(), "{:?}", e.oom_events());
+    // The state still holds 5: the next real kill is one kill.
+    a.oom_kill = 6;
+    e.slice(&a);
+    e.pass().success();
+    let evs = e.oom_events();
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    assert_eq!(evs[0]["details"]["oom_count"], 1);
 }
 
 #[test]

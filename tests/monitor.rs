@@ -974,3 +974,100 @@ fn dashboard_and_rules_use_only_served_metrics_and_valid_promql() {
     std::fs::write(dir.path().join("dash.yml"), file).expect("write");
     promtool(dir.path(), &["check", "rules", "dash.yml"]);
 }
+
+/// Everything that writes the event log at once, on real files, while OOM kills
+/// keep coming: the monitor (a pass every second, inotify between), `ds01 collect`
+/// passes back to back (the timer racing it), and 8 `ds01 events log` writers.
+/// Every line is whole JSON, every writer's event is there exactly once, and every
+/// kill is logged exactly once (the events' counts add up to the kills).
+#[test]
+fn the_monitor_timer_passes_and_eight_writers_at_once() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const KILLS: u64 = 25;
+    const PER_WRITER: usize = 60;
+    let mut a = FakeSlice::new("student", "alice");
+    let m = Mon::start(&[a.clone(), FakeSlice::new("student", "bob")], 1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let collect_args = m.args("collect");
+    let timer = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut passes = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let _ = common::ds01().args(&collect_args).output();
+                passes += 1;
+            }
+            passes
+        })
+    };
+    let log = m.p("events.jsonl");
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for seq in 0..PER_WRITER {
+                    let out = common::ds01()
+                        .args([
+                            "events",
+                            "log",
+                            "test.hammer",
+                            &format!("user=w{w}"),
+                            &format!("seq={seq}"),
+                        ])
+                        .arg("--file")
+                        .arg(&log)
+                        .output()
+                        .expect("events log");
+                    assert!(out.status.success());
+                }
+            })
+        })
+        .collect();
+    for n in 1..=KILLS {
+        bump_oom(&m.root(), &mut a, n);
+        std::thread::sleep(Duration::from_millis(40 + (n * 37) % 120));
+    }
+    for w in writers {
+        w.join().expect("writer");
+    }
+    let logged = |m: &Mon| -> u64 {
+        m.ooms()
+            .iter()
+            .map(|e| e["details"]["oom_count"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    wait_for(|| logged(&m) >= KILLS, "every kill logged");
+    // A little longer, with passes still racing: nothing is logged twice.
+    std::thread::sleep(Duration::from_millis(2500));
+    stop.store(true, Ordering::SeqCst);
+    let passes = timer.join().expect("timer");
+    let text = std::fs::read_to_string(&log).expect("read the log");
+    let mut seen = vec![vec![0u32; PER_WRITER]; 8];
+    for line in text.lines() {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("torn line {line:?}: {e}"));
+        if v["event_type"] == "test.hammer" {
+            let w: usize = v["user"]
+                .as_str()
+                .and_then(|u| u[1..].parse().ok())
+                .expect("writer");
+            let seq = v["details"]["seq"].as_u64().expect("seq") as usize;
+            seen[w][seq] += 1;
+        }
+    }
+    assert!(
+        seen.iter().flatten().all(|n| *n == 1),
+        "a writer's line lost or doubled: {seen:?}"
+    );
+    assert_eq!(
+        logged(&m),
+        KILLS,
+        "kills logged (monitor and {passes} racing timer passes): {:?}",
+        m.ooms()
+    );
+    eprintln!(
+        "{} OOM events for {KILLS} kills, {passes} timer passes, {} writer lines",
+        m.ooms().len(),
+        8 * PER_WRITER
+    );
+}
