@@ -28,6 +28,9 @@ pub enum SliceError {
     Read { path: PathBuf, source: io::Error },
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
+    /// Before any rename: every unit is still as it was.
+    #[error("cannot write {path}: {source}; nothing was changed (every unit is as it was)")]
+    Staging { path: PathBuf, source: io::Error },
     #[error("cannot remove {path}: {source}")]
     Remove { path: PathBuf, source: io::Error },
 }
@@ -375,7 +378,7 @@ pub fn apply_with(
         if let Err(e) = written {
             cleanup(&staged);
             let _ = fs::remove_file(&tmp);
-            return Err(SliceError::Write { path, source: e });
+            return Err(SliceError::Staging { path, source: e });
         }
         staged.push((tmp, path));
         touched.insert(parent);
@@ -386,7 +389,7 @@ pub fn apply_with(
             fs::File::open(dir).and_then(|d| rustix::fs::syncfs(&d).map_err(io::Error::from));
         if let Err(e) = synced {
             cleanup(&staged);
-            return Err(SliceError::Write {
+            return Err(SliceError::Staging {
                 path: dir.to_path_buf(),
                 source: e,
             });

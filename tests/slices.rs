@@ -501,3 +501,65 @@ fn generated_units_pass_systemd_analyze_verify() {
         .expect("still installed");
     assert!(said.contains("96X"), "{said}");
 }
+
+/// Unmounts a test's tmpfs however the test ends.
+struct Umount(PathBuf);
+impl Drop for Umount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// `slices apply` onto a real full file system (a 64 KiB tmpfs as the systemd
+/// dir): it fails saying the disk is full, every unit is as it was (no temp file, no
+/// half-written unit), and with room again the next run converges.
+#[test]
+fn apply_on_a_full_file_system_changes_nothing_and_says_so() {
+    let e = Env::new(CFG, "alice\ncarol\n");
+    std::fs::create_dir_all(&e.sd).expect("mkdir");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&e.sd)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !common::require(
+        mounted,
+        "root and mount(8), for a tmpfs that really fills up",
+    ) {
+        return;
+    }
+    let _umount = Umount(e.sd.clone());
+    e.run(&["slices", "apply"]).success();
+    let before = snapshot(&e.sd);
+    // Fill it to the last block.
+    let fill = e.sd.join("fill");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&fill).expect("fill");
+        let block = [b'x'; 4096];
+        while f.write_all(&block).is_ok() {}
+        let mut small = [b'x'; 1];
+        while f.write_all(&small).is_ok() {
+            small[0] = b'y';
+        }
+    }
+    e.f.file("groups/student.members", "alice\nbob\n");
+    e.set_config(&CFG.replace("memory_max: \"96G\"", "memory_max: \"120G\""));
+    e.run(&["slices", "apply"])
+        .code(1)
+        .stderr(predicate::str::contains("No space left on device"))
+        .stderr(predicate::str::contains("nothing was changed"));
+    let mut after = snapshot(&e.sd);
+    after.remove(&fill);
+    let mut want = before.clone();
+    want.remove(&fill);
+    assert_eq!(after, want, "every unit as before the failed apply");
+    let leftovers: Vec<PathBuf> = walk(&e.sd)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(".ds01-tmp."))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+    std::fs::remove_file(&fill).expect("free the space");
+    e.run(&["slices", "apply"]).success();
+    e.run(&["slices", "plan", "--exit-code"]).success();
+}
