@@ -18,7 +18,7 @@ secs=${1:-300}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} = 0 ]; then
-    targets=(config_load units kernel_files log_lines docker_argv proxy_route engine_json create_decision)
+    targets=(config_load units kernel_files log_lines docker_argv proxy_route engine_json create_decision gpu_inputs)
 fi
 
 need_cargo
@@ -72,6 +72,9 @@ seed proxy_route exec 'POST\0/containers/abc/exec\0'
 seed proxy_route list 'GET\0/v1.43/containers/json\0all=1&filters=%%7B%%7D'
 seed engine_json inspect '{"Id":"c1","Name":"/a","Created":"2026-12-01T10:00:00Z","Config":{"Labels":{"ds01.user":"alice","ds01.container_type":"compose"},"Env":["NVIDIA_VISIBLE_DEVICES=0,1"]},"State":{"Status":"running","StartedAt":"2026-12-01T10:00:01Z","FinishedAt":"0001-01-01T00:00:00Z","Pid":42},"HostConfig":{"DeviceRequests":[{"Driver":"","Count":-1,"DeviceIDs":null,"Capabilities":[["gpu"]]}]}}'
 seed create_decision body '{"Image":"img","HostConfig":{"Binds":["/home/alice:/w"],"Privileged":false,"CapAdd":["SYS_ADMIN"],"Memory":1073741824,"DeviceRequests":[{"Count":1,"Capabilities":[["gpu"]]}]},"Labels":{"a":"b"}}'
+
+for f in demo/gpu/*/snapshot.json; do seed_file gpu_inputs "$f"; done
+seed gpu_inputs cgroup '0::/ds01.slice/ds01-student.slice/ds01-student-alice.slice/docker-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1.scope\n'
 
 # Every input that once crashed a target is re-run first (fuzz/regressions/<target>).
 for d in fuzz/regressions/*/; do
