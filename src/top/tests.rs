@@ -230,3 +230,33 @@ fn the_gpu_column_shows_only_on_a_gpu_host() {
         Some((2, 38 << 30))
     );
 }
+
+#[test]
+fn limits_are_read_again_every_ten_seconds_not_every_frame() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let root = d.path().join("ds01.slice");
+    let s = FakeSlice::new("student", "alice");
+    s.write(&root).expect("slice");
+    let mut r = reader(&root, d.path());
+    let t0 = Instant::now();
+    let max = |f: &Frame| f.rows[0].memory_max;
+    let before = max(&r.read(t0));
+    assert_eq!(before, Some(48 << 30));
+    std::fs::write(s.dir(&root).join("memory.max"), format!("{}\n", 8u64 << 30)).expect("write");
+    assert_eq!(
+        max(&r.read(t0 + Duration::from_secs(1))),
+        before,
+        "cached between refreshes"
+    );
+    assert_eq!(
+        max(&r.read(t0 + Duration::from_secs(11))),
+        Some(8 << 30),
+        "read again after ten seconds"
+    );
+    // A slice that appears is read whole at once.
+    let b = FakeSlice::new("student", "bob");
+    b.write(&root).expect("slice");
+    let f = r.read(t0 + Duration::from_secs(12));
+    let bob = f.rows.iter().find(|x| x.user == "bob").expect("bob");
+    assert_eq!(bob.memory_max, Some(48 << 30));
+}
