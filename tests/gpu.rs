@@ -182,19 +182,9 @@ fn a_broken_snapshot_is_a_clear_error() {
         );
 }
 
-fn nvml_present() -> bool {
-    [
-        "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1",
-        "/usr/lib64/libnvidia-ml.so.1",
-        "/usr/lib/libnvidia-ml.so.1",
-    ]
-    .iter()
-    .any(|p| Path::new(p).exists())
-}
-
 #[test]
 fn without_a_driver_there_are_no_gpus_not_an_error() {
-    if nvml_present() {
+    if common::nvml_present() {
         eprintln!(
             "SKIP without_a_driver_…: this host has libnvidia-ml (see real_nvml_matches_nvidia_smi)"
         );
@@ -211,7 +201,7 @@ fn without_a_driver_there_are_no_gpus_not_an_error() {
 /// Real hardware: `ds01 gpu --json` against `nvidia-smi`'s view of the same GPUs.
 #[test]
 fn real_nvml_matches_nvidia_smi() {
-    if !nvml_present() {
+    if !common::nvml_present() {
         eprintln!(
             "SKIP real_nvml_matches_nvidia_smi: no NVIDIA driver on this host (libnvidia-ml.so.1 not found); the snapshot tests above stand in"
         );

@@ -510,19 +510,10 @@ fn check_collector_stats_events_pass_and_fail() {
     e.expect("events-writable", None, "[PASS]", "is writable");
 }
 
-fn nvml_present() -> bool {
-    [
-        "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1",
-        "/usr/lib64/libnvidia-ml.so.1",
-    ]
-    .iter()
-    .any(|p| Path::new(p).exists())
-}
-
 #[test]
 fn check_gpu_skip_pass_and_fail() {
     let e = Env::new(CFG);
-    if nvml_present() {
+    if common::nvml_present() {
         eprintln!("SKIP the no-driver case: this host has libnvidia-ml");
     } else {
         e.expect("gpu", None, "[SKIP]", "no GPUs: no NVIDIA driver");

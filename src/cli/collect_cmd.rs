@@ -30,15 +30,8 @@ pub struct CollectArgs {
     /// Do not sample the GPUs (per-user GPU fields in the stats lines, gpu.json).
     #[arg(long)]
     pub no_gpu: bool,
-    /// /proc, where GPU processes are attributed.
-    #[arg(
-        long,
-        env = "DS01_PROC_ROOT",
-        default_value = "/proc",
-        value_name = "DIR",
-        hide_short_help = true
-    )]
-    pub proc_root: PathBuf,
+    #[command(flatten)]
+    pub proc: super::ProcRoot,
 }
 
 pub fn paths(a: &CollectArgs) -> CollectPaths {
@@ -64,7 +57,7 @@ pub fn run(a: CollectArgs, config: &std::path::Path) -> CliResult {
         let cfg = crate::config::last_good::load_enforced(config, &a.state_dir).config;
         let mut sampler = crate::gpu::Sampler::open(
             crate::lifecycle::source::default_sockets(),
-            a.proc_root.clone(),
+            a.proc.proc_root.clone(),
         );
         match sampler.report_and_save(cfg.as_ref(), &a.state_dir, now) {
             Ok((r, saved)) => {

@@ -173,7 +173,9 @@ pub fn run(args: DemoArgs) -> CliResult {
                 events_log: Some(log.join("events.jsonl")),
                 docker_root: dir.join("docker"),
                 no_gpu: true,
-                proc_root: PathBuf::from("/proc"),
+                proc: super::ProcRoot {
+                    proc_root: PathBuf::from("/proc"),
+                },
             },
             &cfg_path,
         )

@@ -22,30 +22,19 @@ pub struct GpuArgs {
     /// $DOCKER_HOST or /var/run/docker.sock]
     #[arg(long, value_name = "PATH")]
     pub docker_socket: Option<PathBuf>,
-    /// /proc, where GPU processes are attributed.
-    #[arg(
-        long,
-        env = "DS01_PROC_ROOT",
-        default_value = "/proc",
-        value_name = "DIR",
-        hide_short_help = true
-    )]
-    pub proc_root: PathBuf,
+    #[command(flatten)]
+    pub proc: super::ProcRoot,
 }
 
 pub fn run(a: GpuArgs, config: &std::path::Path) -> CliResult {
     let me = crate::docker::identity::current().map_err(CliError::Runtime)?;
     let cfg = crate::config::last_good::load_enforced(config, &a.state_dir).config;
     let admin = crate::docker::is_admin(cfg.as_ref(), me.uid, &me.name, &me.groups);
-    let sockets = match &a.docker_socket {
-        Some(p) => vec![p.clone()],
-        None if admin => crate::lifecycle::source::default_sockets(),
-        None => vec![crate::docker::engine::Engine::from_env().socket],
-    };
-    let mut sampler = gpu::Sampler::open(sockets, a.proc_root.clone());
+    let sockets = crate::lifecycle::source::sockets_for(a.docker_socket.as_deref(), admin);
+    let mut sampler = gpu::Sampler::open(sockets, a.proc.proc_root.clone());
     if a.snapshot {
         let mut s = sampler.snapshot().map_err(CliError::Runtime)?;
-        gpu::record_proc(&mut s, &a.proc_root);
+        gpu::record_proc(&mut s, &a.proc.proc_root);
         let text =
             serde_json::to_string_pretty(&s).map_err(|e| CliError::Runtime(e.to_string()))?;
         println!("{text}");

@@ -32,14 +32,8 @@ pub struct LifecycleArgs {
     /// is on, else $DOCKER_HOST or /var/run/docker.sock]
     #[arg(long, value_name = "PATH")]
     pub docker_socket: Option<PathBuf>,
-    /// /proc, for the containers' network namespaces.
-    #[arg(
-        long,
-        default_value = "/proc",
-        value_name = "DIR",
-        hide_short_help = true
-    )]
-    pub proc_root: PathBuf,
+    #[command(flatten)]
+    pub proc: super::ProcRoot,
 }
 
 pub fn paths(a: &LifecycleArgs) -> Paths {
@@ -48,7 +42,7 @@ pub fn paths(a: &LifecycleArgs) -> Paths {
             .cgroup_root
             .clone()
             .unwrap_or_else(crate::paths::cgroup_root),
-        proc_root: a.proc_root.clone(),
+        proc_root: a.proc.proc_root.clone(),
         state_dir: a.state_dir.clone(),
         alerts_dir: a.alerts_dir.clone(),
         events: crate::events::EventLog::from_env_or(a.events_log.as_deref()),
@@ -75,11 +69,7 @@ pub fn run(a: LifecycleArgs, config: &std::path::Path) -> CliResult {
             "only an admin acts on containers; see yours with `ds01 lifecycle --dry-run`".into(),
         ));
     }
-    let sockets = match &a.docker_socket {
-        Some(p) => vec![p.clone()],
-        None if admin => lifecycle::source::default_sockets(),
-        None => vec![crate::docker::engine::Engine::from_env().socket],
-    };
+    let sockets = crate::lifecycle::source::sockets_for(a.docker_socket.as_deref(), admin);
     let mut runner = Runner::new(paths(&a), sockets);
     let mut out = runner.run(&cfg, a.dry_run, jiff::Timestamp::now());
     if !admin {

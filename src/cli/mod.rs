@@ -18,8 +18,23 @@ pub mod slices_cmd;
 pub mod stats_cmd;
 pub mod top_cmd;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+
+/// `--proc-root`: where processes are looked up (GPU attribution, containers'
+/// network namespaces); a fixture tree in tests.
+#[derive(Debug, Clone, Args)]
+pub struct ProcRoot {
+    /// /proc, where processes are looked up.
+    #[arg(
+        long,
+        env = "DS01_PROC_ROOT",
+        default_value = "/proc",
+        value_name = "DIR",
+        hide_short_help = true
+    )]
+    pub proc_root: PathBuf,
+}
 
 /// Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
 #[derive(Debug, thiserror::Error)]

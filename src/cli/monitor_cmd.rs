@@ -49,7 +49,7 @@ pub fn run(a: MonitorArgs, config: &std::path::Path) -> CliResult {
                 .cgroup_root
                 .clone()
                 .unwrap_or_else(crate::paths::cgroup_root),
-            proc_root: a.collect.proc_root.clone(),
+            proc_root: a.collect.proc.proc_root.clone(),
             state_dir: a.collect.state_dir.clone(),
             alerts_dir: a.alerts_dir.clone(),
             events: crate::events::EventLog::from_env_or(a.collect.events_log.as_deref()),
@@ -60,7 +60,7 @@ pub fn run(a: MonitorArgs, config: &std::path::Path) -> CliResult {
         config: Some(config.to_path_buf()),
         listen: a.listen,
         gpu_interval: (!a.collect.no_gpu).then_some(a.gpu_interval),
-        proc_root: a.collect.proc_root.clone(),
+        proc_root: a.collect.proc.proc_root.clone(),
     };
     monitor::install_signal_handlers();
     monitor::run(&opts).map_err(CliError::Runtime)

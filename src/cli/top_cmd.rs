@@ -38,15 +38,8 @@ pub struct TopArgs {
     /// Where the monitor keeps gpu.json.
     #[arg(long, env = "DS01_STATE_DIR", default_value = crate::collect::DEFAULT_STATE_DIR, value_name = "DIR", hide_short_help = true)]
     pub state_dir: PathBuf,
-    /// /proc, where GPU processes are attributed.
-    #[arg(
-        long,
-        env = "DS01_PROC_ROOT",
-        default_value = "/proc",
-        value_name = "DIR",
-        hide_short_help = true
-    )]
-    pub proc_root: PathBuf,
+    #[command(flatten)]
+    pub proc: super::ProcRoot,
     /// Docker's data root, read for container names.
     #[arg(long, env = "DS01_DOCKER_ROOT", default_value = crate::collect::DEFAULT_DOCKER_ROOT, value_name = "DIR", hide_short_help = true)]
     pub docker_root: PathBuf,
@@ -75,12 +68,10 @@ pub fn run(a: TopArgs, config: &std::path::Path) -> CliResult {
         proc_root: PathBuf::from("/proc"),
         systemctl: Some(std::env::var("DS01_SYSTEMCTL").unwrap_or_else(|_| "systemctl".into())),
     });
-    let sockets = if admin {
-        crate::lifecycle::source::default_sockets()
-    } else {
-        vec![crate::docker::engine::Engine::from_env().socket]
-    };
-    let sampler = crate::gpu::Sampler::open(sockets, a.proc_root.clone());
+    let sampler = crate::gpu::Sampler::open(
+        crate::lifecycle::source::sockets_for(None, admin),
+        a.proc.proc_root.clone(),
+    );
     if sampler.unavailable().is_none() {
         reader.gpu = Some(sampler);
         reader.gpu_state = Some(a.state_dir.clone());

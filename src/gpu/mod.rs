@@ -417,34 +417,35 @@ impl Sampler {
     }
 }
 
+/// `(GPU 0 | MIG 0:1, uuid)` of every GPU and MIG instance of a layout given as
+/// `(index, uuid, [(mig index, mig uuid)])`; devices without a UUID are left out.
+fn device_names<'a>(
+    gpus: impl Iterator<Item = (u32, &'a str, Vec<(u32, &'a str)>)>,
+) -> Vec<(String, &'a str)> {
+    let mut out = Vec::new();
+    for (i, uuid, migs) in gpus {
+        out.push((format!("GPU {i}"), uuid));
+        for (j, m) in migs {
+            out.push((format!("MIG {i}:{j}"), m));
+        }
+    }
+    out.retain(|(_, u)| !u.is_empty());
+    out
+}
+
 /// Where NVML's devices and `nvidia-smi -L` (what the wrapper weighs GPU
 /// requests with) disagree: GPUs or MIG instances one lists and the other does
 /// not. Empty = consistent.
 pub fn layout_diff(s: &Snapshot, inv: &crate::docker::gpu::Inventory) -> Vec<String> {
     let mut out = Vec::new();
-    let nvml: Vec<(String, &str)> = s
-        .gpus
-        .iter()
-        .flat_map(|g| {
-            std::iter::once((format!("GPU {}", g.index), g.uuid.as_str())).chain(
-                g.migs
-                    .iter()
-                    .map(move |m| (format!("MIG {}:{}", g.index, m.index), m.uuid.as_str())),
-            )
-        })
-        .filter(|(_, u)| !u.is_empty())
-        .collect();
-    let smi: Vec<(String, &str)> = inv
-        .gpus
-        .iter()
-        .flat_map(|g| {
-            std::iter::once((format!("GPU {}", g.index), g.uuid.as_str())).chain(
-                g.migs
-                    .iter()
-                    .map(move |m| (format!("MIG {}:{}", g.index, m.index), m.uuid.as_str())),
-            )
-        })
-        .collect();
+    let nvml = device_names(s.gpus.iter().map(|g| {
+        let migs = g.migs.iter().map(|m| (m.index, m.uuid.as_str())).collect();
+        (g.index, g.uuid.as_str(), migs)
+    }));
+    let smi = device_names(inv.gpus.iter().map(|g| {
+        let migs = g.migs.iter().map(|m| (m.index, m.uuid.as_str())).collect();
+        (g.index, g.uuid.as_str(), migs)
+    }));
     for (what, uuid) in &nvml {
         if !smi.iter().any(|(_, u)| u == uuid) {
             out.push(format!("{what} ({uuid}) is missing from nvidia-smi -L"));

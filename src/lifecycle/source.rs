@@ -390,6 +390,17 @@ pub fn gpu_signal(gpus: &[String], util: Option<&HashMap<String, f64>>) -> GpuSi
     best.map_or(GpuSignal::Unknown, GpuSignal::Util)
 }
 
+/// The Docker sockets a command asks, in order: the one given; else for an admin
+/// the real daemon's ([`default_sockets`]); else the caller's own (`DOCKER_HOST`,
+/// the proxy when it is on: a non-admin sees their own containers there).
+pub fn sockets_for(explicit: Option<&std::path::Path>, admin: bool) -> Vec<PathBuf> {
+    match explicit {
+        Some(p) => vec![p.to_path_buf()],
+        None if admin => default_sockets(),
+        None => vec![Engine::from_env().socket],
+    }
+}
+
 /// Where the real daemon is, in order: the root-only socket the proxy forwards to
 /// (when the proxy is on), then `DOCKER_HOST` / the default. A socket file can
 /// outlive its listener (the proxy switched off), so [`EngineDocker`] moves on to

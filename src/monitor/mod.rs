@@ -56,6 +56,44 @@ fn docker_sockets(opts: &MonitorOpts) -> Vec<PathBuf> {
     }
 }
 
+/// A thread named `name` that calls `tick` every `interval` until the monitor
+/// stops. `tick` returns its problems (empty: none); a standing problem (the same
+/// text as last time) is said once, not every interval. `setup` runs first, on the
+/// thread, and may decline (`None`) after saying why.
+fn spawn_every<S: 'static>(
+    name: &'static str,
+    interval: Duration,
+    setup: impl FnOnce() -> Option<S> + Send + 'static,
+    mut tick: impl FnMut(&mut S) -> String + Send + 'static,
+) -> Option<std::thread::JoinHandle<()>> {
+    let spawned = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let Some(mut state) = setup() else { return };
+            let mut last_error: Option<String> = None;
+            let mut next = Instant::now();
+            while !stop_requested() {
+                if Instant::now() < next {
+                    std::thread::sleep(Duration::from_millis(200).min(interval));
+                    continue;
+                }
+                next = Instant::now() + interval;
+                let err = tick(&mut state);
+                if !err.is_empty() && last_error.as_deref() != Some(err.as_str()) {
+                    eprintln!("{name}: {err}");
+                }
+                last_error = (!err.is_empty()).then_some(err);
+            }
+        });
+    match spawned {
+        Ok(h) => Some(h),
+        Err(e) => {
+            eprintln!("error: cannot start the {name} thread: {e}");
+            None
+        }
+    }
+}
+
 /// The GPU thread: a sample every `gpu_interval`, attributed, kept for `/metrics`
 /// and the stats lines (`shared.gpu`) and saved as `gpu.json`. Ends at once on a
 /// host without GPUs.
@@ -69,62 +107,40 @@ fn spawn_gpu(
     let proc_root = opts.proc_root.clone();
     let state_dir = opts.paths.state_dir.clone();
     let verbose = opts.verbose;
-    let spawned = std::thread::Builder::new()
-        .name("gpu".into())
-        .spawn(move || {
-            let mut sampler = crate::gpu::Sampler::open(sockets, proc_root);
-            if let Some(why) = sampler.unavailable() {
-                say(&format!("GPU accounting off: {why}"));
-                return;
-            }
-            say(&format!(
-                "GPU accounting: {} every {:?}",
-                sampler.describe(),
-                interval
-            ));
-            let mut last_error: Option<String> = None;
-            let mut next = Instant::now();
-            while !stop_requested() {
-                if Instant::now() < next {
-                    std::thread::sleep(Duration::from_millis(200).min(interval));
-                    continue;
-                }
-                next = Instant::now() + interval;
-                let current = cfg.lock().ok().and_then(|c| c.clone());
-                let now = jiff::Timestamp::now();
-                let err = match sampler.report_and_save(current.as_deref(), &state_dir, now) {
-                    Ok((r, saved)) => {
-                        if verbose {
-                            say(&format!(
-                                "gpu: {} device(s), {} user(s)",
-                                r.devices.len(),
-                                r.users.len()
-                            ));
-                        }
-                        let mut errs = r.errors.clone();
-                        errs.extend(saved);
-                        shared.set_gpu(Some(Arc::new(r)), interval);
-                        errs.join("; ")
-                    }
-                    Err(e) => {
-                        shared.set_gpu(None, interval);
-                        e
-                    }
-                };
-                // A standing problem is said once, not every interval.
-                if !err.is_empty() && last_error.as_deref() != Some(err.as_str()) {
-                    eprintln!("gpu: {err}");
-                }
-                last_error = (!err.is_empty()).then_some(err);
-            }
-        });
-    match spawned {
-        Ok(h) => Some(h),
-        Err(e) => {
-            eprintln!("error: cannot start the GPU thread: {e}");
-            None
+    let setup = move || {
+        let sampler = crate::gpu::Sampler::open(sockets, proc_root);
+        if let Some(why) = sampler.unavailable() {
+            say(&format!("GPU accounting off: {why}"));
+            return None;
         }
-    }
+        say(&format!(
+            "GPU accounting: {} every {interval:?}",
+            sampler.describe()
+        ));
+        Some(sampler)
+    };
+    spawn_every("gpu", interval, setup, move |sampler| {
+        let current = cfg.lock().ok().and_then(|c| c.clone());
+        match sampler.report_and_save(current.as_deref(), &state_dir, jiff::Timestamp::now()) {
+            Ok((r, saved)) => {
+                if verbose {
+                    say(&format!(
+                        "gpu: {} device(s), {} user(s)",
+                        r.devices.len(),
+                        r.users.len()
+                    ));
+                }
+                let mut errs = r.errors.clone();
+                errs.extend(saved);
+                shared.set_gpu(Some(Arc::new(r)), interval);
+                errs.join("; ")
+            }
+            Err(e) => {
+                shared.set_gpu(None, interval);
+                e
+            }
+        }
+    })
 }
 
 /// The lifecycle thread: a pass every `interval` with the config the loop last
@@ -136,52 +152,30 @@ fn spawn_lifecycle(
 ) -> Option<std::thread::JoinHandle<()>> {
     let paths = opts.lifecycle.clone()?;
     let sockets = docker_sockets(opts);
-    let interval = opts.interval;
     let verbose = opts.verbose;
-    let spawned = std::thread::Builder::new()
-        .name("lifecycle".into())
-        .spawn(move || {
-            let mut runner = crate::lifecycle::Runner::new(paths, sockets);
-            let mut last_error: Option<String> = None;
-            let mut next = Instant::now();
-            while !stop_requested() {
-                if Instant::now() < next {
-                    std::thread::sleep(Duration::from_millis(200).min(interval));
-                    continue;
-                }
-                next = Instant::now() + interval;
-                let current = cfg.lock().ok().and_then(|c| c.clone());
-                let Some(current) = current else { continue };
-                let out = runner.run(&current, false, jiff::Timestamp::now());
-                for r in &out.rows {
-                    for a in &r.actions {
-                        say(&format!("lifecycle: {} ({}): {a}", r.container, r.user));
-                    }
-                }
-                if verbose {
-                    say(&format!(
-                        "lifecycle: {} container(s), {} warned, {} stopped, {} removed",
-                        out.rows.len(),
-                        out.warned,
-                        out.stopped,
-                        out.removed
-                    ));
-                }
-                // An unreachable daemon is said once, not every interval.
-                let err = out.errors.join("; ");
-                if !err.is_empty() && last_error.as_deref() != Some(err.as_str()) {
-                    eprintln!("lifecycle: {err}");
-                }
-                last_error = (!err.is_empty()).then_some(err);
+    let setup = move || Some(crate::lifecycle::Runner::new(paths, sockets));
+    spawn_every("lifecycle", opts.interval, setup, move |runner| {
+        let current = cfg.lock().ok().and_then(|c| c.clone());
+        let Some(current) = current else {
+            return String::new();
+        };
+        let out = runner.run(&current, false, jiff::Timestamp::now());
+        for r in &out.rows {
+            for a in &r.actions {
+                say(&format!("lifecycle: {} ({}): {a}", r.container, r.user));
             }
-        });
-    match spawned {
-        Ok(h) => Some(h),
-        Err(e) => {
-            eprintln!("error: cannot start the lifecycle thread: {e}");
-            None
         }
-    }
+        if verbose {
+            say(&format!(
+                "lifecycle: {} container(s), {} warned, {} stopped, {} removed",
+                out.rows.len(),
+                out.warned,
+                out.stopped,
+                out.removed
+            ));
+        }
+        out.errors.join("; ")
+    })
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);

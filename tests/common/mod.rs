@@ -113,3 +113,15 @@ pub fn remove_cgroup(dir: &Path) {
         let _ = std::fs::remove_dir(parent);
     }
 }
+
+/// Whether this host has NVIDIA's management library (a GPU driver): the real-NVML
+/// tests run there, the no-driver cases elsewhere.
+pub fn nvml_present() -> bool {
+    [
+        "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1",
+        "/usr/lib64/libnvidia-ml.so.1",
+        "/usr/lib/libnvidia-ml.so.1",
+    ]
+    .iter()
+    .any(|p| Path::new(p).exists())
+}
