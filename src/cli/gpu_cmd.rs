@@ -33,6 +33,12 @@ pub fn run(a: GpuArgs, config: &std::path::Path) -> CliResult {
     let sockets = crate::lifecycle::source::sockets_for(a.docker_socket.as_deref(), admin);
     let mut sampler = gpu::Sampler::open(sockets, a.proc.proc_root.clone());
     if a.snapshot {
+        if !admin {
+            return Err(CliError::Usage(
+                "only an admin records snapshots: they name every user's processes and containers"
+                    .into(),
+            ));
+        }
         let mut s = sampler.snapshot().map_err(CliError::Runtime)?;
         gpu::record_proc(&mut s, &a.proc.proc_root);
         let text =
