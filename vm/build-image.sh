@@ -29,7 +29,7 @@ mkdir -p "$TMP"
 t0=$(date +%s)
 log "debootstrap bookworm from $MIRROR (about 2 minutes)"
 debootstrap --variant=minbase \
-    --include=systemd,systemd-sysv,udev,dbus,kmod,iproute2,procps,linux-image-amd64,docker.io,docker-compose,python3-docker,apparmor,ca-certificates,passwd,login,util-linux \
+    --include=systemd,systemd-sysv,udev,dbus,kmod,iproute2,procps,linux-image-amd64,docker.io,docker-compose,python3-docker,apparmor,ca-certificates,passwd,login,util-linux,tmux \
     bookworm "$R" "$MIRROR" >"$TMP/debootstrap.log" 2>&1 || {
     tail -20 "$TMP/debootstrap.log" >&2
     exit 1

@@ -477,6 +477,16 @@ sleep 6
 check "the stats lines carry boss's GPU fields" 1 "$(tail -n 20 /var/log/ds01/resource-stats.log | grep '"user":"boss"' | grep -c '"gpus_allocated":1')" "$(tail -n 3 /var/log/ds01/resource-stats.log)"
 out=$(as boss "ds01 greet --plain" 2>&1)
 check "the greeting shows boss his GPU" 1 "$(echo "$out" | grep -c 'GPU        0 of 1 in use, 1.0 GiB, 0 %')" "$out"
+out=$(DS01_GPU_SNAPSHOT=/var/lib/ds01/gpu-snap.json ds01 top --once --plain --width 160 2>&1); rc=$?
+check "ds01 top --once (admin) on real slices: alice's and boss's rows, the GPU column" "0 1 1 1" "$rc $(echo "$out" | grep -c 'GPU n/mem/util') $(echo "$out" | grep -E '^alice ' | grep -c '0 2.0G -') $(echo "$out" | grep -E '^boss ' | grep -c '1 1.0G 0%')" "$out"
+# As a person uses it: alice in a terminal (tmux), her row and everyone else summed.
+as alice "DS01_GPU_SNAPSHOT=/var/lib/ds01/gpu-snap.json tmux -L top new-session -d -x 100 -y 24 'ds01 top'"
+pane=
+for i in $(seq 1 20); do sleep 0.5; pane=$(as alice "tmux -L top capture-pane -p" 2>&1); echo "$pane" | grep -q 'other users' && break; done
+check "ds01 top in tmux as alice (80-100 columns): her own row, the others summed, the keys line" "1 1 0 1" "$(echo "$pane" | grep -cE '^alice ') $(echo "$pane" | grep -c 'other users') $(echo "$pane" | grep -cE '^boss ') $(echo "$pane" | grep -c 'q quit')" "$pane"
+as alice "tmux -L top send-keys q" 2>/dev/null
+sleep 1
+check "q quits ds01 top" 0 "$(as alice 'tmux -L top list-sessions' 2>/dev/null | grep -c .)"
 kill $bare 2>/dev/null
 /usr/bin/docker rm -f gpu-a gpu-b >/dev/null 2>&1
 rm -f /etc/systemd/system/ds01-monitor.service.d/gpu.conf /var/lib/ds01/gpu-snap.json
