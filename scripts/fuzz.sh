@@ -59,7 +59,6 @@ seed kernel_files psi 'some avg10=1.23 avg60=0.50 avg300=0.10 total=123456\nfull
 seed kernel_files single 'max\n'
 seed kernel_files netdev 'Inter-|   Receive\n face |bytes\n    lo: 100 1 0 0 0 0 0 0 100 1 0 0 0 0 0 0\n  eth0: 5000 7 0 0 0 0 0 0 300 3 0 0 0 0 0 0\n'
 seed kernel_files smi 'GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-aaaa)\n  MIG 3g.20gb     Device  0: (UUID: MIG-bbbb)\nGPU 1: NVIDIA H100 (UUID: GPU-cccc)\n'
-seed kernel_files util '0, GPU-aaaa, 37\n1, GPU-cccc, [N/A]\n'
 seed log_lines v1 '{"timestamp":"2026-01-30T14:30:00.123456Z","event_type":"container.create","schema_version":"1","user":"alice","source":"docker-wrapper","details":{"container":"alice-proj"}}'
 seed log_lines legacy '{"ts": "2025-11-02T10:00:00Z", "event": "resource.oom_kill", "user": "bob", "container": "bob-x"}'
 seed log_lines stats '{"timestamp":"2026-01-30T14:30:00Z","user":"alice","group":"student","memory_current":1048576,"memory_max":4294967296,"memory_pct":0.02,"pids_current":3,"oom_kills":0}'

@@ -16,7 +16,6 @@ fuzz_target!(|data: &[u8]| {
         let _ = format!("{p:?}");
     }
     let _ = ds01::lifecycle::source::parse_net_dev(s);
-    let _ = ds01::lifecycle::source::parse_gpu_utilisation(s);
     let inv = ds01::docker::gpu::parse_nvidia_smi_list(s);
     let _ = inv.all();
     for g in &inv.gpus {

@@ -446,6 +446,9 @@ umount /mnt/full
 step "7h. GPU accounting: a recorded snapshot's pids attributed through the real /proc and cgroups"
 # No GPU in the guest: NVML is replaced by a snapshot naming real pids (the snapshot
 # tests cover NVML's side); attribution, holders, /metrics and the greeting are real.
+# 7f's minute-scale idle limits are still in the config: the monitor stays stopped
+# until it is started below without lifecycle, so nothing here is stopped for idling.
+systemctl stop ds01-monitor.service
 out=$(as alice "ds01 docker run -d --network none --memory 16m -e NVIDIA_VISIBLE_DEVICES=all ds01-test:latest true" 2>&1); rc=$?
 check "alice's -e NVIDIA_VISIBLE_DEVICES=all is refused: GPUs only through --gpus" "1 1" "$([ $rc -ne 0 ] && echo 1) $(echo "$out" | grep -c -- '--gpus')" "$out"
 as alice "ds01 docker run -d --name gpu-a --network none --memory 32m ds01-test:latest sleep 600" >/dev/null 2>&1
@@ -467,7 +470,7 @@ check "ds01 gpu: alice's process in her container, from /proc/$pa/cgroup" "0 1" 
 check "ds01 gpu: GPU 1 held by boss's gpu-b (NVIDIA_VISIBLE_DEVICES), idle-tracked" 1 "$(echo "$out" | grep '^1 ' | grep -c 'boss.*gpu-b')" "$out"
 check "ds01 gpu: root's bare-metal process, and a vanished pid as exited" "1 1" "$(row "$bare" | grep -c 'root.*bare metal') $(row 999999 | grep -c exited)"
 mkdir -p /etc/systemd/system/ds01-monitor.service.d
-printf '[Service]\nEnvironment=DS01_GPU_SNAPSHOT=/var/lib/ds01/gpu-snap.json\nExecStart=\nExecStart=/usr/bin/ds01 monitor --listen 127.0.0.1:9101 --interval 5s --gpu-interval 1s\n' >/etc/systemd/system/ds01-monitor.service.d/gpu.conf
+printf '[Service]\nEnvironment=DS01_GPU_SNAPSHOT=/var/lib/ds01/gpu-snap.json\nExecStart=\nExecStart=/usr/bin/ds01 monitor --listen 127.0.0.1:9101 --interval 5s --gpu-interval 1s --no-lifecycle\n' >/etc/systemd/system/ds01-monitor.service.d/gpu.conf
 systemctl daemon-reload
 systemctl restart ds01-monitor.service
 for i in $(seq 1 60); do http_get /metrics | grep -q '^ds01_gpu_allocated{gpu="1",user="boss"' && break; sleep 0.5; done
