@@ -5,8 +5,8 @@
 //! --plain`) and `tui` draws it with ratatui.
 //!
 //! **What a non-admin sees**: their own row (expanded into their containers) and
-//! one row summing everyone else ("N other users") — how busy the host is, without
-//! whose work it is. Admins see every user.
+//! one row summing everyone else ("(N others)", short enough for the USER column)
+//! — how busy the host is, without whose work it is. Admins see every user.
 
 pub mod tui;
 
@@ -49,7 +49,7 @@ pub struct UserRow {
     pub tasks_max: Option<u64>,
     pub containers: Vec<ContainerRow>,
     pub ooms_24h: u64,
-    /// The "N other users" row a non-admin sees.
+    /// The "(N others)" row a non-admin sees.
     pub others: Option<usize>,
     /// Their GPUs, on a host with GPUs.
     pub gpu: Option<GpuCell>,
@@ -537,7 +537,7 @@ fn sum_others(others: &[&UserRow]) -> UserRow {
         others.iter().filter_map(|r| f(r)).reduce(|a, b| a + b)
     };
     UserRow {
-        user: format!("({} other users)", others.len()),
+        user: format!("({} others)", others.len()),
         group: String::new(),
         memory: sum_u(&|r| r.memory),
         cpu_pct: others.iter().filter_map(|r| r.cpu_pct).reduce(|a, b| a + b),

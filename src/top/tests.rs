@@ -95,7 +95,7 @@ fn a_non_admin_sees_their_row_and_a_sum_of_the_others() {
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0].user, "alice");
     assert!(v.expanded.contains("alice"), "their own row is expanded");
-    assert_eq!(rows[1].user, "(2 other users)");
+    assert_eq!(rows[1].user, "(2 others)");
     assert_eq!(rows[1].memory, Some(7 << 30));
     assert_eq!(rows[1].cpu_pct, Some(100.0));
     assert!(rows[1].containers.is_empty(), "no one else's containers");
