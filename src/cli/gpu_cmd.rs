@@ -49,7 +49,10 @@ pub fn run(a: GpuArgs, config: &std::path::Path) -> CliResult {
     if let Some(why) = sampler.unavailable() {
         if sampler.no_gpus {
             if a.json {
-                println!("{}", serde_json::json!({"gpus": [], "reason": why}));
+                println!(
+                    "{}",
+                    serde_json::json!({"devices": [], "users": {}, "reason": why})
+                );
             } else {
                 println!("no GPUs: {why}");
             }
