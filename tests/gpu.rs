@@ -203,7 +203,12 @@ fn without_a_driver_there_are_no_gpus_not_an_error() {
         .success();
     let v: Value = serde_json::from_slice(&out.get_output().stdout).expect("json");
     assert_eq!(v["devices"], json!([]));
-    assert!(v["reason"].as_str().is_some_and(|r| r.contains("no NVIDIA driver")), "{v}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no NVIDIA driver")),
+        "{v}"
+    );
 }
 
 /// Real hardware: `ds01 gpu --json` against `nvidia-smi`'s view of the same GPUs.

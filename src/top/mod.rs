@@ -537,7 +537,10 @@ fn sum_others(others: &[&UserRow]) -> UserRow {
         others.iter().filter_map(|r| f(r)).reduce(|a, b| a + b)
     };
     UserRow {
-        user: format!("({} others)", others.len()),
+        user: match others.len() {
+            1 => "(1 other)".to_string(),
+            n => format!("({n} others)"),
+        },
         group: String::new(),
         memory: sum_u(&|r| r.memory),
         cpu_pct: others.iter().filter_map(|r| r.cpu_pct).reduce(|a, b| a + b),

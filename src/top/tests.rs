@@ -260,3 +260,14 @@ fn limits_are_read_again_every_ten_seconds_not_every_frame() {
     let bob = f.rows.iter().find(|x| x.user == "bob").expect("bob");
     assert_eq!(bob.memory_max, Some(48 << 30));
 }
+
+#[test]
+fn one_other_user_is_said_in_the_singular() {
+    let mut f = frame();
+    f.rows.truncate(2);
+    let me = View::new(Viewer {
+        admin: false,
+        user: "alice".into(),
+    });
+    assert_eq!(me.rows(&f)[1].user, "(1 other)");
+}
