@@ -235,10 +235,7 @@ pub fn render(cfg: &Config, r: &Resolved, p: &GreetPaths, now: Timestamp, color:
     } else {
         out.push_str("  Running    no containers\n");
     }
-    if let Some(g) = crate::gpu::report::load(&p.state_dir).filter(|g| {
-        g.age_s(now)
-            .is_some_and(|s| s <= crate::gpu::report::FRESH_S)
-    }) {
+    if let Some(g) = crate::gpu::report::load_fresh(&p.state_dir, now) {
         let lines = crate::gpu::report::greeting(&g, &r.slice_user);
         for (i, l) in lines.iter().enumerate() {
             if i == 0 {

@@ -61,8 +61,7 @@ pub fn run(a: GpuArgs, config: &std::path::Path) -> CliResult {
         return Err(CliError::Runtime(format!("cannot read the GPUs: {why}")));
     }
     let now = jiff::Timestamp::now();
-    let last =
-        report::load(&a.state_dir).filter(|r| r.age_s(now).is_some_and(|s| s <= report::FRESH_S));
+    let last = report::load_fresh(&a.state_dir, now);
     if let Some(l) = &last {
         sampler.idle = l.idle_state.clone();
     }

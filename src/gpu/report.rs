@@ -390,6 +390,12 @@ pub fn load(state_dir: &Path) -> Option<Report> {
     serde_json::from_str(&text).ok()
 }
 
+/// The last report if it is at most [`FRESH_S`] old at `now` (an older one says
+/// nothing about now: the monitor is down).
+pub fn load_fresh(state_dir: &Path, now: jiff::Timestamp) -> Option<Report> {
+    load(state_dir).filter(|r| r.age_s(now).is_some_and(|s| s <= FRESH_S))
+}
+
 /// Replace the report file atomically (readable by everyone: the greeting reads it).
 pub fn save(state_dir: &Path, r: &Report) -> std::io::Result<()> {
     let text = serde_json::to_vec(r).map_err(std::io::Error::other)?;

@@ -49,11 +49,9 @@ pub struct MonitorOpts {
     pub proc_root: PathBuf,
 }
 
+/// The monitor runs as root: the real daemon's sockets unless one is given.
 fn docker_sockets(opts: &MonitorOpts) -> Vec<PathBuf> {
-    match &opts.docker_socket {
-        Some(p) => vec![p.clone()],
-        None => crate::lifecycle::source::default_sockets(),
-    }
+    crate::lifecycle::source::sockets_for(opts.docker_socket.as_deref(), true)
 }
 
 /// A thread named `name` that calls `tick` every `interval` until the monitor

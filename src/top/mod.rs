@@ -268,11 +268,10 @@ impl Reader {
         if let Some(g) = self.gpu.as_mut()
             && let Ok(mut r) = g.report(None, jiff::Timestamp::now())
         {
-            let now_ts = jiff::Timestamp::now();
-            if let Some(last) = self.gpu_state.as_deref().and_then(crate::gpu::report::load)
-                && last
-                    .age_s(now_ts)
-                    .is_some_and(|s| s <= crate::gpu::report::FRESH_S)
+            if let Some(last) = self
+                .gpu_state
+                .as_deref()
+                .and_then(|d| crate::gpu::report::load_fresh(d, jiff::Timestamp::now()))
             {
                 r.merge_holders(&last);
             }
