@@ -157,6 +157,18 @@ impl Snapshot {
         Vec::new()
     }
 
+    /// A MIG instance's utilisation (%): the sum of its processes' SM use, where
+    /// the driver reports any (it gives none for the instance itself).
+    pub fn mig_utilisation(&self, uuid: &str) -> Option<f64> {
+        let known: Vec<u32> = self
+            .processes
+            .iter()
+            .filter(|p| p.device == uuid)
+            .filter_map(|p| p.sm_util_pct)
+            .collect();
+        (!known.is_empty()).then(|| f64::from(known.iter().sum::<u32>()).min(100.0))
+    }
+
     /// The `nvidia-smi -L`-shaped inventory (GPU-equivalents for quotas).
     pub fn inventory(&self) -> crate::docker::gpu::Inventory {
         crate::docker::gpu::Inventory {
@@ -478,14 +490,7 @@ pub fn utilisation_map(s: &Snapshot) -> std::collections::HashMap<String, f64> {
             m.insert(g.uuid.clone(), f64::from(u));
         }
         for mig in &g.migs {
-            let known: Vec<u32> = s
-                .processes
-                .iter()
-                .filter(|p| p.device == mig.uuid)
-                .filter_map(|p| p.sm_util_pct)
-                .collect();
-            if !known.is_empty() {
-                let u = f64::from(known.iter().sum::<u32>()).min(100.0);
+            if let Some(u) = s.mig_utilisation(&mig.uuid) {
                 m.insert(format!("{}:{}", g.index, mig.index), u);
                 m.insert(mig.uuid.clone(), u);
             }

@@ -188,6 +188,7 @@ pub fn build(s: &Snapshot, source: &str, inp: &Inputs) -> Report {
                 mig: true,
                 memory_used_bytes: m.memory_used_bytes,
                 memory_total_bytes: m.memory_total_bytes,
+                utilization_pct: s.mig_utilisation(&m.uuid),
                 ..DeviceRow::default()
             });
         }
@@ -256,12 +257,6 @@ pub fn build(s: &Snapshot, source: &str, inp: &Inputs) -> Report {
     }
     let now_s = inp.now.as_second();
     for d in &mut rep.devices {
-        if d.mig && d.utilization_pct.is_none() {
-            let known: Vec<u32> = d.processes.iter().filter_map(|p| p.sm_util_pct).collect();
-            if !known.is_empty() {
-                d.utilization_pct = Some(f64::from(known.iter().sum::<u32>()).min(100.0));
-            }
-        }
         // A GPU in MIG mode is busy through its instances; it is never held whole.
         if d.mig_enabled || d.error.is_some() {
             continue;
