@@ -294,8 +294,9 @@ struct Watches {
     by_wd: HashMap<i32, UserSlice>,
     by_path: HashMap<PathBuf, i32>,
     /// Slices with no OOM file to watch (a hybrid host's slice without a v1
-    /// memory cgroup), and the rescan count at which to try again.
-    unwatchable: HashMap<PathBuf, u64>,
+    /// memory cgroup, or one seen mid-creation): the rescan count at which to try
+    /// again, and the wait that led there.
+    unwatchable: HashMap<PathBuf, (u64, u64)>,
     scans: u64,
     /// Slices watched since the loop last looked: read at once, so a kill between
     /// the slice's creation and its watch is not left to the next pass (when the
@@ -309,7 +310,10 @@ struct Watches {
     rescan_now: bool,
 }
 
-/// A slice without an OOM file is tried again every this many rescans.
+/// A slice without an OOM file is tried again at the next rescan, then after 2,
+/// 4, 8 rescans, then every this many: a slice caught mid-creation (the
+/// directory-watch rescan can see it before its files) is watched a rescan
+/// later, while a slice that never gets one costs little.
 const UNWATCHABLE_RETRY: u64 = 15;
 
 impl Watches {
@@ -347,7 +351,7 @@ impl Watches {
                 || self
                     .unwatchable
                     .get(&file)
-                    .is_some_and(|at| *at > self.scans)
+                    .is_some_and(|(at, _)| *at > self.scans)
             {
                 continue;
             }
@@ -362,8 +366,11 @@ impl Watches {
                 }
                 // No such file in a slice that is there: nothing to watch for now.
                 Err(_) if s.dir.path.is_dir() => {
-                    self.unwatchable
-                        .insert(file, self.scans + UNWATCHABLE_RETRY);
+                    let wait = self
+                        .unwatchable
+                        .get(&file)
+                        .map_or(1, |(_, w)| (w * 2).min(UNWATCHABLE_RETRY));
+                    self.unwatchable.insert(file, (self.scans + wait, wait));
                 }
                 // The slice went away between the walk and the watch.
                 Err(_) => continue,
