@@ -15,7 +15,7 @@
 //! the same kill twice.
 
 use crate::cgroup::parse::Psi;
-use crate::cgroup::{CgroupDir, CgroupError, MemoryEvents, UserSlice, container_scopes, walk};
+use crate::cgroup::{CgroupDir, CgroupError, MemoryEvents, UserSlice, walk};
 use crate::events::{Event, EventLog};
 use crate::units::Limit;
 use serde::{Deserialize, Serialize};
@@ -81,13 +81,16 @@ fn read_slice_with(s: &UserSlice, with_containers: bool) -> Result<SliceStats, C
     let mut containers = Vec::new();
     // The containers' counters are read before the slice's (see oom_rise).
     let scopes = if with_containers {
-        container_scopes(&d.path)
+        d.scopes()
     } else {
         Vec::new()
     };
-    for (id, path) in scopes {
+    for (id, mut scope) in scopes {
+        // Read by path: a container's files are not worth keeping open (and a
+        // kept fd would pin its cgroup after the container is gone).
+        scope.open_files = crate::cgroup::Shared::default();
         // A container that exits mid-pass takes its cgroup with it: not an error.
-        if let Ok(Some(ev)) = CgroupDir::new(path).memory_events() {
+        if let Ok(Some(ev)) = scope.memory_events() {
             containers.push((id, ev.oom_kill.unwrap_or(0)));
         }
     }

@@ -300,6 +300,37 @@ impl CgroupDir {
         }
     }
 
+    /// The child cgroup `name` (a container's scope under a slice), in every
+    /// hierarchy this one has, reading through the same open files.
+    pub fn child(&self, name: &str) -> CgroupDir {
+        CgroupDir {
+            path: self.path.join(name),
+            v1_memory: self.v1_memory.as_ref().map(|d| d.join(name)),
+            v1_pids: self.v1_pids.as_ref().map(|d| d.join(name)),
+            open_files: self.open_files.clone(),
+        }
+    }
+
+    /// The directories this cgroup's files are read from (v2, and the v1 ones of
+    /// a hybrid host): what an [`OpenFiles`] cache keeps files of.
+    pub fn dirs(&self) -> impl Iterator<Item = &Path> {
+        std::iter::once(self.path.as_path())
+            .chain(self.v1_memory.as_deref())
+            .chain(self.v1_pids.as_deref())
+    }
+
+    /// Docker container scopes directly under this cgroup: `(container id, scope)`.
+    pub fn scopes(&self) -> Vec<(String, CgroupDir)> {
+        subdirs(&self.path)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(name, _)| {
+                let id = name.strip_prefix("docker-")?.strip_suffix(".scope")?;
+                Some((id.to_string(), self.child(&name)))
+            })
+            .collect()
+    }
+
     /// The directory to read `controller` files from: v2, else the v1 fallback.
     fn dir_for(&self, v2_file: &str, v1: &Option<PathBuf>) -> (PathBuf, bool) {
         match v1 {

@@ -133,14 +133,7 @@ pub fn render(
             let dirs: HashSet<PathBuf> = w
                 .slices
                 .iter()
-                .flat_map(|s| {
-                    [
-                        Some(s.dir.path.clone()),
-                        s.dir.v1_memory.clone(),
-                        s.dir.v1_pids.clone(),
-                    ]
-                })
-                .flatten()
+                .flat_map(|s| s.dir.dirs().map(Path::to_path_buf))
                 .collect();
             files.retain_dirs(|d| dirs.contains(d));
             if OpenFiles::worth_it(root) {

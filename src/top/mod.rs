@@ -228,7 +228,7 @@ impl Reader {
             let cached = (!refresh)
                 .then(|| known.get(&s.dir.path).copied())
                 .flatten();
-            read_raw(&s.dir.path, &files, cached)
+            read_raw(&s.dir, &files, cached)
         });
         let mut seen = HashSet::new();
         for (s, r) in w.slices.iter().zip(raw) {
@@ -241,9 +241,9 @@ impl Reader {
             let mut row = r.row;
             row.user = s.user.clone();
             row.group = s.group.clone();
-            seen.insert(s.dir.path.clone());
+            seen.extend(s.dir.dirs().map(Path::to_path_buf));
             (row.cpu_pct, row.throttled_pct) = self.cpu(&s.dir.path, r.cpu, now);
-            for (id, p, memory, cpu) in r.scopes {
+            for (id, scope, memory, cpu) in r.scopes {
                 let name = match self.names.get(&id) {
                     Some(n) => n.clone(),
                     None => {
@@ -253,8 +253,8 @@ impl Reader {
                         n
                     }
                 };
-                let (cpu_pct, _) = self.cpu(&p, cpu, now);
-                seen.insert(p);
+                let (cpu_pct, _) = self.cpu(&scope.path, cpu, now);
+                seen.extend(scope.dirs().map(Path::to_path_buf));
                 row.containers.push(ContainerRow {
                     id,
                     name,
@@ -345,22 +345,19 @@ struct Raw {
     row: UserRow,
     limits: SliceLimits,
     cpu: CpuStat,
-    /// (id, scope dir, memory.current, cpu.stat figures) per container.
-    scopes: Vec<(String, PathBuf, Option<u64>, CpuStat)>,
+    /// (id, scope, memory.current, cpu.stat figures) per container.
+    scopes: Vec<(String, CgroupDir, Option<u64>, CpuStat)>,
 }
 
-/// Read one slice; its limit files only when `cached` has none.
+/// Read one slice (on a hybrid host its memory and pids from the v1 hierarchies);
+/// its limit files only when `cached` has none.
 fn read_raw(
-    path: &Path,
+    slice: &CgroupDir,
     files: &Arc<OpenFiles>,
     cached: Option<SliceLimits>,
 ) -> Result<Raw, crate::cgroup::CgroupError> {
-    let dir = |p: PathBuf| {
-        let mut d = CgroupDir::new(p);
-        d.open_files = Shared(Some(Arc::clone(files)));
-        d
-    };
-    let d = dir(path.to_path_buf());
+    let mut d = slice.clone();
+    d.open_files = Shared(Some(Arc::clone(files)));
     let mem_psi = d.psi("memory")?;
     let limits = match cached {
         Some(l) => l,
@@ -387,13 +384,13 @@ fn read_raw(
         ..UserRow::default()
     };
     let cpu = d.cpu_stat()?;
-    let scopes = crate::cgroup::container_scopes(path)
+    let scopes = d
+        .scopes()
         .into_iter()
-        .map(|(id, p)| {
-            let cd = dir(p.clone());
-            let mem = cd.memory_current().ok().flatten();
-            let cpu = cd.cpu_stat().ok().flatten();
-            (id, p, mem, cpu)
+        .map(|(id, scope)| {
+            let mem = scope.memory_current().ok().flatten();
+            let cpu = scope.cpu_stat().ok().flatten();
+            (id, scope, mem, cpu)
         })
         .collect();
     Ok(Raw {
@@ -740,8 +737,8 @@ pub fn render_plain(f: &Frame, view: &View, width: usize) -> String {
             widths[i] = widths[i].max(c.chars().count());
         }
     }
-    let mut out = header(f, view);
-    out.truncate(width.max(20));
+    // Cut by characters: the header has an em dash, and the filter is the user's.
+    let mut out: String = header(f, view).chars().take(width.max(20)).collect();
     out.push('\n');
     for row in &table {
         let mut line = String::new();

@@ -271,3 +271,56 @@ fn one_other_user_is_said_in_the_singular() {
     });
     assert_eq!(me.rows(&f)[1].user, "(1 other)");
 }
+
+/// A hybrid host (cgroup v2 `unified` + v1 memory and pids): memory and tasks of a
+/// slice and its containers come from the v1 hierarchies, as `ds01 collect` reads
+/// them (before, top showed "-" for both on such a host).
+#[test]
+fn a_hybrid_host_reads_memory_and_tasks_from_v1() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = tmp.path();
+    let rel = Path::new("ds01-student.slice/ds01-student-alice.slice");
+    let scope = "docker-abc.scope";
+    let v2 = base.join("unified/ds01.slice").join(rel);
+    std::fs::create_dir_all(v2.join(scope)).expect("mkdir");
+    std::fs::write(v2.join("cpu.stat"), "usage_usec 10\n").expect("w");
+    let mem = base.join("memory/ds01.slice").join(rel);
+    std::fs::create_dir_all(mem.join(scope)).expect("mkdir");
+    std::fs::write(mem.join("memory.usage_in_bytes"), "2147483648\n").expect("w");
+    std::fs::write(mem.join("memory.limit_in_bytes"), "4294967296\n").expect("w");
+    std::fs::write(
+        mem.join(scope).join("memory.usage_in_bytes"),
+        "1073741824\n",
+    )
+    .expect("w");
+    let pids = base.join("pids/ds01.slice").join(rel);
+    std::fs::create_dir_all(&pids).expect("mkdir");
+    std::fs::write(pids.join("pids.current"), "7\n").expect("w");
+    std::fs::write(pids.join("pids.max"), "100\n").expect("w");
+    let mut r = reader(&base.join("unified/ds01.slice"), base);
+    let f = r.read(Instant::now());
+    assert_eq!(f.errors, 0);
+    let a = &f.rows[0];
+    assert_eq!(a.memory, Some(2 << 30));
+    assert_eq!(a.memory_max, Some(4 << 30));
+    assert_eq!((a.tasks, a.tasks_max), (Some(7), Some(100)));
+    assert_eq!(a.containers.len(), 1);
+    assert_eq!(a.containers[0].memory, Some(1 << 30));
+    // The second frame reads the same v1 files again.
+    std::fs::write(mem.join("memory.usage_in_bytes"), "3221225472\n").expect("w");
+    assert_eq!(r.read(Instant::now()).rows[0].memory, Some(3 << 30));
+}
+
+/// The header is cut by characters, not bytes: a filter of non-ASCII letters at a
+/// width that falls inside one of them (a byte cut would panic).
+#[test]
+fn a_narrow_frame_cuts_a_non_ascii_filter_by_characters() {
+    let f = frame();
+    let mut v = admin();
+    v.filter = "ääääääääääääää".into();
+    for width in 20..140 {
+        let out = render_plain(&f, &v, width);
+        let head = out.lines().next().expect("header");
+        assert!(head.chars().count() <= width.max(20), "{width}: {head}");
+    }
+}
