@@ -68,9 +68,11 @@ pub struct MemoryEvents {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CgroupDir {
     pub path: PathBuf,
-    /// On hybrid hosts: the same cgroup in the v1 memory hierarchy.
+    /// On hybrid hosts whose memory controller is in v1: the same cgroup in the v1
+    /// memory hierarchy, where its memory files are read ([`walk`] decides once
+    /// per tree, so a read costs no `stat` to find its file).
     pub v1_memory: Option<PathBuf>,
-    /// On hybrid hosts: the same cgroup in the v1 pids hierarchy.
+    /// The same for the pids controller.
     pub v1_pids: Option<PathBuf>,
     /// Read through these open files instead of opening each file anew.
     pub open_files: Shared,
@@ -220,6 +222,23 @@ impl OpenFiles {
     }
 }
 
+/// Raise the soft open-files limit to the hard one, for a process that keeps
+/// kernel files open ([`OpenFiles`] keeps at most half the soft limit): the monitor
+/// (three PSI trigger fds per slice, and `/metrics`' ten files per slice) and
+/// `ds01 top` (eight per user). 1,000 users need ~10,000 where the soft default is
+/// 1,024 (systemd's hard default is 524,288); without it, reads fall back to
+/// opening each file anew, ~10× dearer on cgroupfs.
+pub fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        lim.current = lim.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, lim) {
+            eprintln!("note: cannot raise the open-files limit: {e}");
+        }
+    }
+}
+
 fn open_ro(path: &Path) -> Result<OwnedFd, rustix::io::Errno> {
     rustix::fs::open(
         path,
@@ -244,7 +263,9 @@ fn absent_or_error(path: &Path, e: rustix::io::Errno) -> Result<Option<String>, 
 /// fd is, until EOF — see [`read_opt`] for when a short read is taken as EOF.
 fn read_all(fd: &OwnedFd, positional: bool) -> Result<String, rustix::io::Errno> {
     use rustix::io::Errno;
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    // 1 KiB: the files ds01 reads are a few hundred bytes, and a small block comes
+    // from the allocator's per-thread cache (4 KiB ones showed in profiles).
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
     loop {
         if buf.len() == buf.capacity() {
             buf.reserve(buf.capacity());
@@ -331,16 +352,17 @@ impl CgroupDir {
             .collect()
     }
 
-    /// The directory to read `controller` files from: v2, else the v1 fallback.
-    fn dir_for(&self, v2_file: &str, v1: &Option<PathBuf>) -> (PathBuf, bool) {
+    /// The directory to read a controller's files from: the v1 one when there is
+    /// one, else v2.
+    fn dir_for(&self, v1: &Option<PathBuf>) -> (PathBuf, bool) {
         match v1 {
-            Some(d) if !self.path.join(v2_file).exists() => (d.clone(), true),
-            _ => (self.path.clone(), false),
+            Some(d) => (d.clone(), true),
+            None => (self.path.clone(), false),
         }
     }
 
     pub fn memory_current(&self) -> Result<Option<u64>, CgroupError> {
-        let (dir, v1) = self.dir_for("memory.current", &self.v1_memory);
+        let (dir, v1) = self.dir_for(&self.v1_memory);
         let name = if v1 {
             "memory.usage_in_bytes"
         } else {
@@ -350,7 +372,7 @@ impl CgroupDir {
     }
 
     pub fn memory_max(&self) -> Result<Option<Limit<u64>>, CgroupError> {
-        let (dir, v1) = self.dir_for("memory.current", &self.v1_memory);
+        let (dir, v1) = self.dir_for(&self.v1_memory);
         if v1 {
             return Ok(self
                 .single_in(&dir, "memory.limit_in_bytes")?
@@ -370,7 +392,7 @@ impl CgroupDir {
     /// the v1 `memory.oom_control`. The kernel notifies (inotify IN_MODIFY) when it
     /// changes.
     pub fn oom_file(&self) -> PathBuf {
-        let (dir, v1) = self.dir_for("memory.current", &self.v1_memory);
+        let (dir, v1) = self.dir_for(&self.v1_memory);
         dir.join(if v1 {
             "memory.oom_control"
         } else {
@@ -409,12 +431,12 @@ impl CgroupDir {
     }
 
     pub fn pids_current(&self) -> Result<Option<u64>, CgroupError> {
-        let (dir, _) = self.dir_for("pids.current", &self.v1_pids);
+        let (dir, _) = self.dir_for(&self.v1_pids);
         Ok(self.single_in(&dir, "pids.current")?.and_then(Limit::value))
     }
 
     pub fn pids_max(&self) -> Result<Option<Limit<u64>>, CgroupError> {
-        let (dir, _) = self.dir_for("pids.current", &self.v1_pids);
+        let (dir, _) = self.dir_for(&self.v1_pids);
         self.single_in(&dir, "pids.max")
     }
 
@@ -492,19 +514,21 @@ pub struct Walk {
 }
 
 /// On a hybrid host the v2 root is `…/unified/ds01.slice`; the v1 memory and pids
-/// hierarchies are `…/memory/ds01.slice` and `…/pids/ds01.slice`.
+/// hierarchies are `…/memory/ds01.slice` and `…/pids/ds01.slice`. A controller is
+/// read from v1 when its v1 tree is there and the v2 root does not have it.
 fn v1_roots(root: &Path) -> (Option<PathBuf>, Option<PathBuf>) {
-    let base = root
+    let Some(base) = root
         .parent()
         .filter(|p| p.file_name().is_some_and(|n| n == "unified"))
-        .and_then(Path::parent);
-    match base {
-        Some(b) => (
-            Some(b.join("memory").join("ds01.slice")),
-            Some(b.join("pids").join("ds01.slice")),
-        ),
-        None => (None, None),
-    }
+        .and_then(Path::parent)
+    else {
+        return (None, None);
+    };
+    let v1 = |controller: &str, v2_file: &str| {
+        let dir = base.join(controller).join("ds01.slice");
+        (dir.is_dir() && !root.join(v2_file).exists()).then_some(dir)
+    };
+    (v1("memory", "memory.current"), v1("pids", "pids.current"))
 }
 
 fn subdirs(dir: &Path) -> Result<Vec<(String, PathBuf)>, CgroupError> {
@@ -540,10 +564,10 @@ pub fn walk(root: &Path) -> Result<Walk, CgroupError> {
         for (uname, upath) in subdirs(&gpath)? {
             match parse_user_slice(&uname) {
                 Some((g, user)) if g == group => {
+                    // A v1 directory not (yet) there reads as "no such file",
+                    // as a missing v2 file does.
                     let rel = Path::new(&gname).join(&uname);
-                    let pick = |r: &Option<PathBuf>| {
-                        r.as_ref().map(|r| r.join(&rel)).filter(|p| p.is_dir())
-                    };
+                    let pick = |r: &Option<PathBuf>| r.as_ref().map(|r| r.join(&rel));
                     w.slices.push(UserSlice {
                         group: group.to_string(),
                         user: user.to_string(),
@@ -585,6 +609,16 @@ pub fn par_map<T: Sync, R: Send>(list: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<
             .flat_map(|(n, h)| h.join().unwrap_or_else(|_| (0..n).map(|_| None).collect()))
             .collect()
     })
+}
+
+/// The names of the directories directly under `dir`, sorted (none when it is
+/// not there).
+pub fn subdirs_named(dir: &Path) -> Vec<String> {
+    subdirs(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
 }
 
 /// Docker container scopes directly under a user slice: `(container id, dir)`.

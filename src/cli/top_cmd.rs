@@ -58,6 +58,8 @@ pub fn run(a: TopArgs, config: &std::path::Path) -> CliResult {
     if admin {
         view.expanded.extend(a.expand.iter().cloned());
     }
+    // Eight kernel files per user are kept open between frames.
+    crate::cgroup::raise_fd_limit();
     let mut reader = Reader::new(Sources {
         cgroup_root: a
             .cgroup_root
@@ -77,6 +79,7 @@ pub fn run(a: TopArgs, config: &std::path::Path) -> CliResult {
         reader.gpu_state = Some(a.state_dir.clone());
     }
     if a.once {
+        reader.detail = Some(view.expanded.clone());
         reader.read(std::time::Instant::now());
         std::thread::sleep(a.interval.min(Duration::from_millis(500)));
         let frame = reader.read(std::time::Instant::now());

@@ -461,21 +461,6 @@ fn alerts_after(opts: &MonitorOpts, stats: &[SliceStats], rep: &PassReport, now:
     }
 }
 
-/// Raise the soft open-files limit to the hard one: the monitor keeps three PSI
-/// trigger fds per slice, and `/metrics` keeps the files it reads open (ten per
-/// slice); 1,000 users need ~13,000 where the soft default is 1,024 (systemd's hard
-/// default is 524,288). Without it, reads fall back to opening files each time.
-fn raise_fd_limit() {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let mut lim = getrlimit(Resource::Nofile);
-    if lim.current < lim.maximum {
-        lim.current = lim.maximum;
-        if let Err(e) = setrlimit(Resource::Nofile, lim) {
-            eprintln!("note: cannot raise the open-files limit: {e}");
-        }
-    }
-}
-
 /// The config as the monitor sees it: reloaded every pass and on SIGHUP; a config
 /// with errors keeps the last good one in force (said once per distinct error).
 struct ConfigWatch {
@@ -542,7 +527,7 @@ const INOTIFY_TOKEN: u64 = 0;
 
 /// Run until SIGTERM/SIGINT (or `stop_requested`).
 pub fn run(opts: &MonitorOpts) -> Result<(), String> {
-    raise_fd_limit();
+    crate::cgroup::raise_fd_limit();
     let root = opts.paths.cgroup_root.clone();
     let mut config = ConfigWatch {
         path: opts.config.clone(),

@@ -12,6 +12,7 @@ pub mod tui;
 
 use crate::cgroup::{CgroupDir, OpenFiles, Shared, walk};
 use crate::units::{Limit, format_human_bytes};
+use rustix::fd::OwnedFd;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,7 +48,10 @@ pub struct UserRow {
     pub psi_io_some: Option<f64>,
     pub tasks: Option<u64>,
     pub tasks_max: Option<u64>,
+    /// The containers, read for the users in [`Reader::detail`].
     pub containers: Vec<ContainerRow>,
+    /// How many containers the user runs (every user).
+    pub ctrs: usize,
     pub ooms_24h: u64,
     /// The "(N others)" row a non-admin sees.
     pub others: Option<usize>,
@@ -112,7 +116,7 @@ pub struct Reader {
     pub src: Sources,
     files: Arc<OpenFiles>,
     /// (usage µs, throttled µs, when) per slice or scope path.
-    prev: HashMap<PathBuf, (u64, u64, Instant)>,
+    prev: PathMap<(u64, u64, Instant)>,
     names: HashMap<String, String>,
     ooms: HashMap<String, u64>,
     ooms_at: Option<Instant>,
@@ -123,11 +127,68 @@ pub struct Reader {
     /// Where the monitor keeps gpu.json: holders a non-admin's Docker does not
     /// list come from it.
     pub gpu_state: Option<PathBuf>,
-    /// Each slice's limits (MemoryMax, MemoryHigh, TasksMax, CPUQuota): they change
-    /// only on `slices apply`, so they are read again every [`SLOW_REFRESH`], not
-    /// every frame (four files fewer per slice and frame).
-    limits: HashMap<PathBuf, SliceLimits>,
+    /// What is kept of each slice between frames: see [`SliceCache`].
+    slices: PathMap<SliceCache>,
     limits_at: Option<Instant>,
+    psi_at: Option<Instant>,
+    /// The tree is on cgroupfs (checked at the first frame).
+    cgroupfs: Option<bool>,
+    /// A fingerprint of the last frame's cgroup directories: when a frame has the
+    /// same, nothing went away and the caches need no pruning.
+    dirs: (usize, u64),
+    /// The users whose containers are read (memory and CPU per container): the
+    /// expanded ones. `None`: everyone's. The others' containers are only counted.
+    pub detail: Option<HashSet<String>>,
+}
+
+/// A hash of the directories of the cgroups a frame read, in order.
+struct Fingerprint(foldhash::fast::FoldHasher<'static>);
+
+impl Default for Fingerprint {
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        Fingerprint(foldhash::fast::FixedState::with_seed(0x0d50_1d50).build_hasher())
+    }
+}
+
+impl Fingerprint {
+    fn add(&mut self, d: &CgroupDir) {
+        use std::hash::Hasher;
+        use std::os::unix::ffi::OsStrExt;
+        for p in d.dirs() {
+            self.0.write(p.as_os_str().as_bytes());
+            self.0.write_u8(0);
+        }
+    }
+}
+
+/// Keyed by a path's bytes with a fast hash (hashing a `Path` goes component by
+/// component: thousands of them a frame showed in profiles).
+type PathMap<V> = HashMap<std::ffi::OsString, V, foldhash::fast::RandomState>;
+
+/// What a frame keeps of a slice for the next, so that not every file is read
+/// every frame.
+#[derive(Debug, Clone)]
+struct SliceCache {
+    /// MemoryMax, MemoryHigh, TasksMax, CPUQuota change only on `slices apply`:
+    /// read again every [`SLOW_REFRESH`] (four files fewer per slice and frame).
+    limits: SliceLimits,
+    /// The kernel recomputes PSI averages every [`PSI_PERIOD`]: a read in between
+    /// returns the same avg10 figures, so they are read that often.
+    psi: SlicePsi,
+    scopes: ScopeList,
+}
+
+/// The kernel's PSI averaging period (`PSI_FREQ`, kernel/sched/psi.c).
+const PSI_PERIOD: Duration = Duration::from_secs(2);
+
+/// A slice's avg10 pressure figures.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+struct SlicePsi {
+    mem_some: Option<f64>,
+    mem_full: Option<f64>,
+    cpu_some: Option<f64>,
+    io_some: Option<f64>,
 }
 
 /// The limit files of one slice.
@@ -156,7 +217,7 @@ impl Reader {
         Reader {
             src,
             files: Arc::default(),
-            prev: HashMap::new(),
+            prev: PathMap::default(),
             names: HashMap::new(),
             ooms: HashMap::new(),
             ooms_at: None,
@@ -164,8 +225,12 @@ impl Reader {
             services_at: None,
             gpu: None,
             gpu_state: None,
-            limits: HashMap::new(),
+            slices: PathMap::default(),
             limits_at: None,
+            psi_at: None,
+            detail: None,
+            cgroupfs: None,
+            dirs: (0, 0),
         }
     }
 
@@ -182,7 +247,7 @@ impl Reader {
         };
         let prev = self
             .prev
-            .insert(path.to_path_buf(), (usage, throttled, now));
+            .insert(path.as_os_str().to_os_string(), (usage, throttled, now));
         let Some((u0, t0, at)) = prev else {
             return (None, None);
         };
@@ -217,31 +282,50 @@ impl Reader {
             self.ooms_at = Some(now);
         }
         let files = Arc::clone(&self.files);
-        let refresh = self
-            .limits_at
-            .is_none_or(|t| now.duration_since(t) >= SLOW_REFRESH);
-        if refresh {
-            self.limits_at = Some(now);
-        }
-        let known = &self.limits;
+        let due = |at: &mut Option<Instant>, every: Duration| {
+            let due = at.is_none_or(|t| now.duration_since(t) >= every);
+            if due {
+                *at = Some(now);
+            }
+            due
+        };
+        let read = Refresh {
+            limits: due(&mut self.limits_at, SLOW_REFRESH),
+            psi: due(&mut self.psi_at, PSI_PERIOD),
+            cgroupfs: *self
+                .cgroupfs
+                .get_or_insert_with(|| OpenFiles::worth_it(&self.src.cgroup_root)),
+            scopes: true,
+            now,
+        };
+        let (known, detail) = (&self.slices, &self.detail);
         let raw = crate::cgroup::par_map(&w.slices, |s| {
-            let cached = (!refresh)
-                .then(|| known.get(&s.dir.path).copied())
-                .flatten();
-            read_raw(&s.dir, &files, cached)
+            let scopes = detail.as_ref().is_none_or(|d| d.contains(&s.user));
+            let cached = known.get(s.dir.path.as_os_str());
+            read_raw(&s.dir, &files, cached, Refresh { scopes, ..read })
         });
-        let mut seen = HashSet::new();
+        // The cgroups read (and their fingerprint), to prune the caches with when
+        // something went away.
+        let mut read_dirs: Vec<CgroupDir> = Vec::with_capacity(self.dirs.0);
+        let mut fp = Fingerprint::default();
         for (s, r) in w.slices.iter().zip(raw) {
             // A slice that went away mid-frame, or a garbled file: counted.
             let Some(Ok(r)) = r else {
                 f.errors += 1;
                 continue;
             };
-            self.limits.insert(s.dir.path.clone(), r.limits);
+            let key = s.dir.path.as_os_str();
+            match self.slices.get_mut(key) {
+                Some(c) => *c = r.cache,
+                None => {
+                    self.slices.insert(key.to_os_string(), r.cache);
+                }
+            }
             let mut row = r.row;
             row.user = s.user.clone();
             row.group = s.group.clone();
-            seen.extend(s.dir.dirs().map(Path::to_path_buf));
+            fp.add(&s.dir);
+            read_dirs.push(s.dir.clone());
             (row.cpu_pct, row.throttled_pct) = self.cpu(&s.dir.path, r.cpu, now);
             for (id, scope, memory, cpu) in r.scopes {
                 let name = match self.names.get(&id) {
@@ -254,7 +338,8 @@ impl Reader {
                     }
                 };
                 let (cpu_pct, _) = self.cpu(&scope.path, cpu, now);
-                seen.extend(scope.dirs().map(Path::to_path_buf));
+                fp.add(&scope);
+                read_dirs.push(scope);
                 row.containers.push(ContainerRow {
                     id,
                     name,
@@ -283,9 +368,18 @@ impl Reader {
             }
         }
         // Forget what went away (and close its files).
-        self.prev.retain(|p, _| seen.contains(p));
-        self.limits.retain(|p, _| seen.contains(p));
-        self.files.retain_dirs(|d| seen.contains(d));
+        let fp = (read_dirs.len(), std::hash::Hasher::finish(&fp.0));
+        if fp != self.dirs {
+            let seen: HashSet<&std::ffi::OsStr, foldhash::fast::RandomState> = read_dirs
+                .iter()
+                .flat_map(CgroupDir::dirs)
+                .map(Path::as_os_str)
+                .collect();
+            self.prev.retain(|p, _| seen.contains(p.as_os_str()));
+            self.slices.retain(|p, _| seen.contains(p.as_os_str()));
+            self.files.retain_dirs(|d| seen.contains(d.as_os_str()));
+            self.dirs = fp;
+        }
         f
     }
 
@@ -340,28 +434,124 @@ impl Reader {
 /// `cpu.stat`'s usage and throttled µs.
 type CpuStat = Option<(u64, u64)>;
 
+/// The container scopes of one slice, and what tells when to list them again.
+///
+/// Listing a directory on cgroupfs (open + getdents + close) costs ~14 µs, more
+/// than all the slice's files together; the number of child cgroups is the
+/// directory's link count less two (kernfs keeps it so), one `fstat` of a kept
+/// directory fd (~0.4 µs). So the scopes are listed again when that number changes,
+/// or after [`SLOW_REFRESH`] (a container removed and another started between two
+/// frames keeps the number; a scope that went away is also noticed when its files
+/// cannot be read). Elsewhere (a fixture tree of regular directories) the
+/// directory is listed every frame.
+#[derive(Debug, Clone)]
+struct ScopeList {
+    /// The slice directory, kept open (cgroupfs only).
+    dir: Option<Arc<OwnedFd>>,
+    /// Its link count when listed.
+    nlink: u64,
+    /// The scopes' directory names.
+    names: Arc<[String]>,
+    at: Instant,
+}
+
+impl ScopeList {
+    /// The scopes of `slice` now: `prev` if it still holds, else a new listing.
+    fn get(slice: &Path, prev: Option<&ScopeList>, cgroupfs: bool, now: Instant) -> ScopeList {
+        let dir = cgroupfs
+            .then(|| prev.and_then(|p| p.dir.clone()))
+            .flatten()
+            .or_else(|| {
+                cgroupfs
+                    .then(|| {
+                        rustix::fs::open(
+                            slice,
+                            rustix::fs::OFlags::RDONLY
+                                | rustix::fs::OFlags::DIRECTORY
+                                | rustix::fs::OFlags::CLOEXEC,
+                            rustix::fs::Mode::empty(),
+                        )
+                        .ok()
+                    })
+                    .flatten()
+                    .map(Arc::new)
+            });
+        let nlink = dir
+            .as_deref()
+            .and_then(|d| rustix::fs::fstat(d).ok())
+            .map(|st| st.st_nlink);
+        if let (Some(p), Some(n)) = (prev, nlink)
+            && p.nlink == n
+            && now.duration_since(p.at) < SLOW_REFRESH
+        {
+            return p.clone();
+        }
+        let names = crate::cgroup::subdirs_named(slice)
+            .into_iter()
+            .filter(|n| n.starts_with("docker-") && n.ends_with(".scope"))
+            .collect();
+        ScopeList {
+            dir,
+            nlink: nlink.unwrap_or(0),
+            names,
+            at: now,
+        }
+    }
+}
+
+/// Which of a slice's slower-changing files a frame reads.
+#[derive(Debug, Clone, Copy)]
+struct Refresh {
+    limits: bool,
+    psi: bool,
+    /// The tree is on cgroupfs (see [`ScopeList`]).
+    cgroupfs: bool,
+    /// Read the containers' files (else only count them).
+    scopes: bool,
+    now: Instant,
+}
+
 /// One slice as read from the kernel, before deltas.
 struct Raw {
     row: UserRow,
-    limits: SliceLimits,
+    /// What to keep for the next frame.
+    cache: SliceCache,
     cpu: CpuStat,
     /// (id, scope, memory.current, cpu.stat figures) per container.
     scopes: Vec<(String, CgroupDir, Option<u64>, CpuStat)>,
 }
 
 /// Read one slice (on a hybrid host its memory and pids from the v1 hierarchies);
-/// its limit files only when `cached` has none.
+/// its limits and PSI only when `read` says so or `cached` has none.
 fn read_raw(
     slice: &CgroupDir,
     files: &Arc<OpenFiles>,
-    cached: Option<SliceLimits>,
+    cached: Option<&SliceCache>,
+    read: Refresh,
 ) -> Result<Raw, crate::cgroup::CgroupError> {
     let mut d = slice.clone();
     d.open_files = Shared(Some(Arc::clone(files)));
-    let mem_psi = d.psi("memory")?;
+    let list = ScopeList::get(
+        &slice.path,
+        cached.map(|c| &c.scopes),
+        read.cgroupfs,
+        read.now,
+    );
+    let psi = match cached {
+        Some(c) if !read.psi => c.psi,
+        _ => {
+            let mem = d.psi("memory")?;
+            SlicePsi {
+                mem_some: psi10(mem, false),
+                mem_full: psi10(mem, true),
+                cpu_some: psi10(d.psi("cpu")?, false),
+                io_some: psi10(d.psi("io")?, false),
+            }
+        }
+    };
     let limits = match cached {
-        Some(l) => l,
-        None => SliceLimits {
+        Some(c) if !read.limits => c.limits,
+        _ => SliceLimits {
             memory_max: d.memory_max()?.and_then(Limit::value),
             memory_high: d.memory_high()?.and_then(Limit::value),
             tasks_max: d.pids_max()?.and_then(Limit::value),
@@ -370,32 +560,61 @@ fn read_raw(
                 .and_then(|(q, period)| q.value().map(|q| q as f64 / period.max(1) as f64)),
         },
     };
-    let row = UserRow {
+    let mut row = UserRow {
         memory: d.memory_current()?,
         memory_max: limits.memory_max,
         memory_high: limits.memory_high,
         tasks: d.pids_current()?,
         tasks_max: limits.tasks_max,
         cpu_quota: limits.cpu_quota,
-        psi_mem_some: psi10(mem_psi, false),
-        psi_mem_full: psi10(mem_psi, true),
-        psi_cpu_some: psi10(d.psi("cpu")?, false),
-        psi_io_some: psi10(d.psi("io")?, false),
+        psi_mem_some: psi.mem_some,
+        psi_mem_full: psi.mem_full,
+        psi_cpu_some: psi.cpu_some,
+        psi_io_some: psi.io_some,
         ..UserRow::default()
     };
     let cpu = d.cpu_stat()?;
-    let scopes = d
-        .scopes()
-        .into_iter()
-        .map(|(id, scope)| {
-            let mem = scope.memory_current().ok().flatten();
-            let cpu = scope.cpu_stat().ok().flatten();
-            (id, scope, mem, cpu)
-        })
-        .collect();
+    let mut scopes = Vec::with_capacity(list.names.len());
+    let mut gone = false;
+    let names: &[String] = if read.scopes { &list.names } else { &[] };
+    for name in names {
+        let scope = d.child(name);
+        let cpu = scope.cpu_stat().ok().flatten();
+        if cpu.is_none() && list.dir.is_some() && !scope.path.exists() {
+            // Went away since it was listed: not shown, and listed again next
+            // frame.
+            gone = true;
+            continue;
+        }
+        let mem = scope.memory_current().ok().flatten();
+        let id = name
+            .strip_prefix("docker-")
+            .and_then(|n| n.strip_suffix(".scope"))
+            .unwrap_or(name)
+            .to_string();
+        scopes.push((id, scope, mem, cpu));
+    }
+    row.ctrs = if read.scopes {
+        scopes.len()
+    } else {
+        list.names.len()
+    };
+    let list = if gone {
+        // No link count matches: listed again next frame.
+        ScopeList {
+            nlink: u64::MAX,
+            ..list
+        }
+    } else {
+        list
+    };
     Ok(Raw {
         row,
-        limits,
+        cache: SliceCache {
+            limits,
+            psi,
+            scopes: list,
+        },
         cpu,
         scopes,
     })
@@ -632,7 +851,7 @@ pub fn cells(r: &UserRow) -> [String; COLUMNS] {
         if r.others.is_some() {
             String::new()
         } else {
-            r.containers.len().to_string()
+            r.ctrs.to_string()
         },
         if r.others.is_some() {
             String::new()

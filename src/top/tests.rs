@@ -36,6 +36,7 @@ fn row(user: &str, group: &str, mem: u64, cpu: f64) -> UserRow {
             memory: Some(mem << 30),
             cpu_pct: Some(cpu),
         }],
+        ctrs: 1,
         ooms_24h: 0,
         others: None,
         gpu: None,
@@ -323,4 +324,32 @@ fn a_narrow_frame_cuts_a_non_ascii_filter_by_characters() {
         let head = out.lines().next().expect("header");
         assert!(head.chars().count() <= width.max(20), "{width}: {head}");
     }
+}
+
+/// Containers are read for the users in `detail` only; everyone's are counted.
+#[test]
+fn containers_are_read_for_expanded_users_and_counted_for_all() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let root = d.path().join("ds01.slice");
+    for user in ["alice", "bob"] {
+        let mut s = FakeSlice::new("student", user);
+        s.containers = vec![(format!("{user}1"), 0), (format!("{user}2"), 0)];
+        s.write(&root).expect("slice");
+    }
+    let mut r = reader(&root, d.path());
+    r.detail = Some(HashSet::from(["alice".to_string()]));
+    let f = r.read(Instant::now());
+    let by = |u: &str| f.rows.iter().find(|r| r.user == u).expect("row").clone();
+    assert_eq!(by("alice").containers.len(), 2);
+    assert_eq!(by("bob").containers.len(), 0, "not expanded: not read");
+    assert_eq!((by("alice").ctrs, by("bob").ctrs), (2, 2), "both counted");
+    r.detail = None;
+    assert_eq!(
+        r.read(Instant::now())
+            .rows
+            .iter()
+            .map(|r| r.containers.len())
+            .sum::<usize>(),
+        4
+    );
 }

@@ -180,6 +180,8 @@ fn event_loop(
         selected: 0,
         editing: None,
     };
+    // Containers are read for the expanded users only.
+    reader.detail = Some(view.expanded.clone());
     let mut frame = reader.read(Instant::now());
     let mut next = Instant::now() + opts.interval.min(Duration::from_millis(500));
     loop {
@@ -221,6 +223,8 @@ fn event_loop(
                                 && !view.expanded.remove(&r.user)
                             {
                                 view.expanded.insert(r.user.clone());
+                                // Read their containers now, not at the next tick.
+                                next = Instant::now();
                             }
                         }
                         KeyCode::Char('s') => {
@@ -243,6 +247,7 @@ fn event_loop(
             }
             continue;
         }
+        reader.detail = Some(view.expanded.clone());
         frame = reader.read(Instant::now());
         let n = view.rows(&frame).len();
         ui.selected = ui.selected.min(n.saturating_sub(1));
