@@ -12,6 +12,7 @@ pub mod demo;
 pub mod docker;
 pub mod events;
 pub mod fault;
+pub mod flatjson;
 pub mod fsutil;
 pub mod gpu;
 pub mod greet;
