@@ -28,3 +28,20 @@ pub fn point(name: &str) {
         }
     }
 }
+
+/// A pause point for the race tests: `DS01_TEST_PAUSE=<point>:<ms>` sleeps that
+/// long each time the process reaches `point`, widening a window between two
+/// steps so a test can act inside it. Unset, a point costs one load.
+pub fn pause(name: &str) {
+    static SPEC: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    let spec = SPEC.get_or_init(|| {
+        let v = std::env::var("DS01_TEST_PAUSE").ok()?;
+        let (name, ms) = v.rsplit_once(':')?;
+        Some((name.to_string(), ms.parse().ok()?))
+    });
+    if let Some((want, ms)) = spec
+        && want == name
+    {
+        std::thread::sleep(std::time::Duration::from_millis(*ms));
+    }
+}

@@ -32,6 +32,10 @@ struct Setup {
     /// GPUs: the plain-host snapshot under demo/gpu replayed every second, and a
     /// fake Docker daemon where alice's container holds GPU 0 and bob's GPU 1.
     gpu: bool,
+    /// Seconds between full rescans (default 1).
+    rescan: Option<u64>,
+    /// Extra environment (`DS01_TEST_PAUSE`).
+    env: Vec<(&'static str, String)>,
 }
 
 impl Mon {
@@ -76,14 +80,18 @@ impl Mon {
             "--interval".into(),
             interval.to_string(),
             "--rescan".into(),
-            "1".into(),
+            setup.rescan.unwrap_or(1).to_string(),
             "--alerts-dir".into(),
             m.p("alerts").display().to_string(),
         ]);
         if setup.listen {
             args.extend(["--listen".into(), "127.0.0.1:0".into()]);
         }
-        let mut envs: Vec<(&str, PathBuf)> = Vec::new();
+        let mut envs: Vec<(&str, PathBuf)> = setup
+            .env
+            .iter()
+            .map(|(k, v)| (*k, PathBuf::from(v)))
+            .collect();
         if setup.gpu {
             let sock = m.p("docker.sock");
             let d = Arc::new(Mutex::new(common::engine::Daemon::default()));
@@ -301,6 +309,55 @@ fn slices_appearing_and_going_are_followed() {
     std::fs::remove_dir_all(b.dir(&m.root())).expect("slice goes away");
     std::thread::sleep(Duration::from_millis(1500));
     assert!(m.child.as_ref().is_some(), "still running");
+}
+
+/// systemd makes a group slice and its first user slice back to back: the user
+/// slice must be watched from the directory watches alone (no periodic rescan for
+/// an hour here), so a kill in a container right after is read while its scope
+/// exists and names it. The monitor is held for 300 ms inside its rescan, between
+/// watching the directories and walking the tree, and the user slice is made in
+/// that window (when the walk came first, such a slice waited for the next rescan).
+#[test]
+fn a_user_slice_made_with_its_group_is_watched_at_once() {
+    let m = Mon::start_with(
+        &[FakeSlice::new("student", "alice")],
+        3600,
+        Setup {
+            rescan: Some(3600),
+            env: vec![("DS01_TEST_PAUSE", "monitor-rescan-walk:300".into())],
+            ..Setup::default()
+        },
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    for i in 0..3 {
+        let group = format!("g{i}");
+        let id = format!("{i:064x}");
+        let mut s = FakeSlice::new(&group, "bob");
+        s.containers = vec![(id.clone(), 0)];
+        // The group directory alone: its creation starts a rescan, which pauses.
+        let slice = s.dir(&m.root());
+        std::fs::create_dir(slice.parent().expect("group dir")).expect("group dir");
+        std::thread::sleep(Duration::from_millis(100));
+        s.write(&m.root())
+            .expect("the user slice, inside the window");
+        std::thread::sleep(Duration::from_millis(800));
+        let scope = slice.join(format!("docker-{id}.scope"));
+        std::fs::write(
+            scope.join("memory.events"),
+            "low 0\nhigh 0\nmax 1\noom 1\noom_kill 1\noom_group_kill 0\n",
+        )
+        .expect("scope memory.events");
+        bump_oom(&m.root(), &mut s, 1);
+        std::thread::sleep(Duration::from_millis(800));
+        // The container goes, as Docker removes its scope after the kill.
+        std::fs::remove_dir_all(&scope).expect("scope goes");
+        let ev = m
+            .ooms()
+            .into_iter()
+            .find(|e| e["details"]["group"] == group.as_str());
+        let ev = ev.unwrap_or_else(|| panic!("no OOM event for {group} while the scope existed"));
+        assert_eq!(ev["details"]["container_id"], id.as_str(), "{ev}");
+    }
 }
 
 #[test]
@@ -558,7 +615,7 @@ monitoring:
             config: Some(cfg.into()),
             listen: true,
             real_root: Some(root.clone()),
-            gpu: false,
+            ..Setup::default()
         },
     );
     let addr = m.addr();

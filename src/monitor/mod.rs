@@ -320,14 +320,11 @@ impl Watches {
     /// Follow the slices now in the tree: watch new ones, forget vanished ones.
     /// Returns the slices now in the tree.
     fn rescan(&mut self, root: &Path) -> Result<Vec<UserSlice>, String> {
-        let w = walk(root).map_err(|e| e.to_string())?;
-        self.scans += 1;
+        // The directories first, then the walk: a user slice made after the walk
+        // of its group directory would otherwise wait for the next rescan (systemd
+        // makes a group slice and its first user slice back to back), and a kill
+        // in it would be read after its container's scope is gone.
         let mut dirs: Vec<PathBuf> = vec![root.to_path_buf()];
-        dirs.extend(
-            w.slices
-                .iter()
-                .filter_map(|s| s.dir.path.parent().map(Path::to_path_buf)),
-        );
         if let Ok(entries) = std::fs::read_dir(root) {
             dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
         }
@@ -343,6 +340,9 @@ impl Watches {
             }
         }
         self.dir_wds.retain(|d, _| d.is_dir());
+        crate::fault::pause("monitor-rescan-walk");
+        let w = walk(root).map_err(|e| e.to_string())?;
+        self.scans += 1;
         let mut seen = std::collections::HashSet::new();
         for s in &w.slices {
             let file = s.dir.oom_file();
