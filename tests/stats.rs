@@ -364,3 +364,30 @@ fn gpu_fields_are_summarised_and_plotted() {
     );
     assert!(svg.contains("; PSI memory; GPU"), "caption");
 }
+
+/// `ds01 stats --json | head -1`: the reader goes away after one line; ds01 stops
+/// quietly with status 0 (the print macros used to panic on the broken pipe).
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    use std::io::BufRead;
+    let lines: Vec<String> = (0..20_000)
+        .map(|i| line(i % 600, &format!("u{}", i / 600), "student", 50.0, 0))
+        .collect();
+    let l = log(&lines);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ds01"))
+        .args(["stats", "--json"])
+        .env("DS01_STATS_LOG", &l.path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut first = String::new();
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    out.read_line(&mut first).expect("one line");
+    assert!(first.starts_with("{\"timestamp\""), "{first}");
+    drop(out);
+    let o = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(o.status.code(), Some(0), "{err}");
+}

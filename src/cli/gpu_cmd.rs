@@ -43,18 +43,18 @@ pub fn run(a: GpuArgs, config: &std::path::Path) -> CliResult {
         gpu::record_proc(&mut s, &a.proc.proc_root);
         let text =
             serde_json::to_string_pretty(&s).map_err(|e| CliError::Runtime(e.to_string()))?;
-        println!("{text}");
+        outln!("{text}");
         return Ok(());
     }
     if let Some(why) = sampler.unavailable() {
         if sampler.no_gpus {
             if a.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"devices": [], "users": {}, "reason": why})
                 );
             } else {
-                println!("no GPUs: {why}");
+                outln!("no GPUs: {why}");
             }
             return Ok(());
         }
@@ -80,9 +80,9 @@ pub fn run(a: GpuArgs, config: &std::path::Path) -> CliResult {
     if a.json {
         let text =
             serde_json::to_string_pretty(&shown).map_err(|e| CliError::Runtime(e.to_string()))?;
-        println!("{text}");
+        outln!("{text}");
     } else {
-        print!("{}", report::render(&shown));
+        out!("{}", report::render(&shown));
     }
     Ok(())
 }

@@ -70,7 +70,7 @@ pub fn run(args: LimitsArgs, config: &Path) -> CliResult {
     } else {
         human(&r)
     };
-    println!("{out}");
+    outln!("{out}");
     Ok(())
 }
 

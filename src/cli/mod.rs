@@ -1,6 +1,23 @@
 //! Command-line front end: one file per subcommand, each an argument struct and a
 //! `run()`. No domain logic lives here.
 
+/// `print!` through [`out`]: `?`-returns from the command when the reader is gone.
+macro_rules! out {
+    ($($t:tt)*) => {
+        $crate::cli::out(format_args!($($t)*))?
+    };
+}
+
+/// `println!` through [`out`].
+macro_rules! outln {
+    () => {
+        $crate::cli::out(format_args!("\n"))?
+    };
+    ($($t:tt)*) => {
+        $crate::cli::out(format_args!("{}\n", format_args!($($t)*)))?
+    };
+}
+
 pub mod check_cmd;
 pub mod collect_cmd;
 pub mod config_cmd;
@@ -64,6 +81,18 @@ impl CliError {
 }
 
 pub type CliResult = Result<(), CliError>;
+
+/// Write a command's output on standard output. A reader that went away (`ds01
+/// stats | head`) ends the command quietly with status 0, as a filter would (the
+/// `print!` macros panic there); any other write error is an error.
+pub fn out(text: std::fmt::Arguments<'_>) -> CliResult {
+    use std::io::Write;
+    match std::io::stdout().lock().write_fmt(text) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(CliError::Exit(0)),
+        Err(e) => Err(CliError::Runtime(format!("standard output: {e}"))),
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(

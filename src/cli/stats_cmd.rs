@@ -76,7 +76,7 @@ fn psi(v: Option<f64>) -> String {
 
 fn print_summary(rows: &[stats::Summary]) -> CliResult {
     if rows.is_empty() {
-        println!("no samples");
+        outln!("no samples");
         return Ok(());
     }
     let color = color_on();
@@ -86,7 +86,7 @@ fn print_summary(rows: &[stats::Summary]) -> CliResult {
     } else {
         String::new()
     };
-    println!(
+    outln!(
         "{:<20} {:<12} {:>8} {:>9} {:>9} {:>11} {:>9} {:>9} {:>5}{gpu_head}",
         "USER",
         "GROUP",
@@ -122,7 +122,7 @@ fn print_summary(rows: &[stats::Summary]) -> CliResult {
             psi(s.peak_psi_full),
             s.oom_kills
         );
-        println!("{}", hot(color, s.peak_pct, line));
+        outln!("{}", hot(color, s.peak_pct, line));
     }
     Ok(())
 }
@@ -130,34 +130,40 @@ fn print_summary(rows: &[stats::Summary]) -> CliResult {
 fn output(a: &StatsArgs, loaded: &stats::Loaded) -> CliResult {
     if a.json {
         for l in &loaded.lines {
-            println!("{l}");
+            outln!("{l}");
         }
         return Ok(());
     }
     if let Some(p) = &a.plot {
         let err = |e: crate::stats_plot::PlotError| CliError::Runtime(e.to_string());
         if p.as_os_str() == "-" {
-            print!("{}", crate::stats_plot::svg(&loaded.samples).map_err(err)?);
+            out!("{}", crate::stats_plot::svg(&loaded.samples).map_err(err)?);
         } else if p.extension().is_some_and(|x| x.eq_ignore_ascii_case("png")) {
             crate::stats_plot::png(&loaded.samples, p).map_err(err)?;
-            println!("wrote {}", p.display());
+            outln!("wrote {}", p.display());
         } else {
             let svg = crate::stats_plot::svg(&loaded.samples).map_err(err)?;
             std::fs::write(p, svg)
                 .map_err(|e| CliError::Runtime(format!("{}: {e}", p.display())))?;
-            println!("wrote {}", p.display());
+            outln!("wrote {}", p.display());
         }
         return Ok(());
     }
     let color = color_on();
     let rows = stats::latest(&loaded.samples);
     if rows.is_empty() {
-        println!("no samples");
+        outln!("no samples");
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<20} {:<12} {:>27} {:>13} {:>9} {:>9} {:>5}  AT (UTC)",
-        "USER", "GROUP", "MEMORY (USED / LIMIT)", "TASKS", "PSI MEM", "PSI CPU", "OOMS"
+        "USER",
+        "GROUP",
+        "MEMORY (USED / LIMIT)",
+        "TASKS",
+        "PSI MEM",
+        "PSI CPU",
+        "OOMS"
     );
     for s in rows {
         let mem = format!(
@@ -182,7 +188,7 @@ fn output(a: &StatsArgs, loaded: &stats::Loaded) -> CliResult {
             s.oom_kill_count,
             s.ts.strftime("%Y-%m-%d %H:%M")
         );
-        println!("{}", hot(color, s.memory_pct, line));
+        outln!("{}", hot(color, s.memory_pct, line));
     }
     Ok(())
 }

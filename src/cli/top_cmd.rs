@@ -86,7 +86,7 @@ pub fn run(a: TopArgs, config: &std::path::Path) -> CliResult {
         let width = a.width.unwrap_or_else(|| {
             ratatui::crossterm::terminal::size().map_or(120, |(w, _)| w as usize)
         });
-        print!("{}", top::render_plain(&frame, &view, width));
+        out!("{}", top::render_plain(&frame, &view, width));
         return Ok(());
     }
     let opts = top::tui::Opts {
