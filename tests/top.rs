@@ -230,3 +230,69 @@ fn once_plain_shows_the_gpu_column_on_a_gpu_host() {
         .expect("alice row");
     assert!(alice.trim_end().ends_with("1 38G 92%"), "{alice}");
 }
+
+/// More users than rows: only the rows on screen are drawn, and the window follows
+/// the selection down and back up.
+#[test]
+fn the_table_scrolls_with_the_selection_in_tmux() {
+    let have = Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !require(have, "tmux (Debian package tmux)") {
+        return;
+    }
+    let d = tempfile::tempdir().expect("tempdir");
+    let root = d.path().join("ds01.slice");
+    for i in 0..60 {
+        FakeSlice::new("student", &format!("user{i:04}"))
+            .write(&root)
+            .expect("slice");
+    }
+    let sock = d.path().join("tmux.sock");
+    let cmd = format!(
+        "env NO_COLOR=1 DS01_CGROUP_ROOT={} DS01_EVENTS_LOG={} DS01_CONFIG={} DS01_SYSTEMCTL=/nonexistent {} top --interval 200ms --sort user",
+        root.display(),
+        d.path().join("events.jsonl").display(),
+        d.path().join("none.yaml").display(),
+        assert_cmd::cargo::cargo_bin("ds01").display()
+    );
+    tmux(
+        &sock,
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            "top",
+            "-x",
+            "120",
+            "-y",
+            "24",
+            &cmd,
+        ],
+    );
+    let pane = wait_for(&sock, &|p| p.contains("60 users"), "the first frame");
+    assert!(
+        pane.contains("user0000") && !pane.contains("user0040"),
+        "{pane}"
+    );
+    for _ in 0..45 {
+        tmux(&sock, &["send-keys", "-t", "top", "j"]);
+    }
+    let pane = wait_for(
+        &sock,
+        &|p| p.contains("user0045") && !p.contains("user0000"),
+        "scrolled down to the selection",
+    );
+    assert!(pane.contains("q quit"), "the keys line stays: {pane}");
+    for _ in 0..45 {
+        tmux(&sock, &["send-keys", "-t", "top", "k"]);
+    }
+    wait_for(
+        &sock,
+        &|p| p.contains("user0000") && !p.contains("user0045"),
+        "back at the top",
+    );
+    tmux(&sock, &["send-keys", "-t", "top", "q"]);
+    let _ = tmux(&sock, &["kill-server"]);
+}

@@ -19,6 +19,9 @@ pub struct Opts {
 /// Interactive state beyond the [`View`].
 struct Ui {
     selected: usize,
+    /// The first table row on screen: only the rows on screen are formatted (a
+    /// frame of 1,000 users would otherwise format 1,000 rows to show 40).
+    offset: usize,
     /// Typing a filter: the text so far.
     editing: Option<String>,
 }
@@ -60,7 +63,7 @@ fn draw(
     term: &mut ratatui::DefaultTerminal,
     f: &Frame,
     view: &View,
-    ui: &Ui,
+    ui: &mut Ui,
     opts: &Opts,
 ) -> std::io::Result<()> {
     let rows = view.rows(f);
@@ -80,8 +83,28 @@ fn draw(
         let cols = columns(area.width, f.gpus.is_some());
         let head =
             Row::new(cols.iter().map(|c| HEADERS[*c])).style(style(Style::default().reversed()));
+        // The window of table rows on screen, moved just enough to show the
+        // selected one.
+        let height = usize::from(mid.height.saturating_sub(1)).max(1);
+        let sel = row_index(&rows, view, ui.selected);
+        if sel < ui.offset {
+            ui.offset = sel;
+        } else if sel >= ui.offset + height {
+            ui.offset = sel + 1 - height;
+        }
+        let shown = ui.offset..ui.offset + height;
         let mut table_rows = Vec::new();
+        let mut at = 0;
         for r in &rows {
+            let subs = if view.expanded.contains(&r.user) {
+                r.containers.len()
+            } else {
+                0
+            };
+            if at + subs < shown.start || at >= shown.end {
+                at += 1 + subs;
+                continue;
+            }
             let mut c = cells(r);
             // Compact memory: a bar against MemoryMax, then used/max.
             c[2] = match (r.memory, r.memory_max) {
@@ -108,9 +131,16 @@ fn draw(
             } else {
                 Style::default()
             };
-            table_rows.push(Row::new(cols.iter().map(|i| c[*i].clone())).style(row_style));
+            if shown.contains(&at) {
+                table_rows.push(Row::new(cols.iter().map(|i| c[*i].clone())).style(row_style));
+            }
+            at += 1;
             if view.expanded.contains(&r.user) {
                 for k in &r.containers {
+                    at += 1;
+                    if !shown.contains(&(at - 1)) {
+                        continue;
+                    }
                     let mut sub: [String; super::COLUMNS] = Default::default();
                     sub[0] = format!(" └ {}", k.name);
                     sub[2] = k.memory.map_or("-".into(), short);
@@ -131,7 +161,7 @@ fn draw(
             .row_highlight_style(style(Style::default().reversed()))
             .column_spacing(1);
         let mut st = TableState::default();
-        st.select(Some(row_index(&rows, view, ui.selected)));
+        st.select(Some(sel - ui.offset));
         fr.render_stateful_widget(table, mid, &mut st);
         let keys = match &ui.editing {
             Some(t) => format!("filter: {t}█  (Enter apply, Esc cancel)"),
@@ -178,6 +208,7 @@ fn event_loop(
 ) -> std::io::Result<()> {
     let mut ui = Ui {
         selected: 0,
+        offset: 0,
         editing: None,
     };
     // Containers are read for the expanded users only.
@@ -185,7 +216,7 @@ fn event_loop(
     let mut frame = reader.read(Instant::now());
     let mut next = Instant::now() + opts.interval.min(Duration::from_millis(500));
     loop {
-        draw(term, &frame, view, &ui, opts)?;
+        draw(term, &frame, view, &mut ui, opts)?;
         let wait = next.saturating_duration_since(Instant::now());
         if event::poll(wait)? {
             match event::read()? {
