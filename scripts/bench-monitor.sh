@@ -14,12 +14,15 @@ B=$PWD/target/release/ds01
 W=$(mktemp -d)
 PIDS=()
 REAL=
+MADE_ROOT=
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     if [ -n "$REAL" ]; then
         find "$REAL" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null || true
         rmdir "$REAL" 2>/dev/null || true
+        # ds01.slice too when this script made it.
+        [ -n "$MADE_ROOT" ] && rmdir "$(dirname "$REAL")" 2>/dev/null || true
     fi
     rm -rf "$W"
 }
@@ -69,6 +72,7 @@ elif [ "$(id -u)" = 0 ] && [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then
 fi
 if [ -n "$V2" ]; then
     REAL=$V2/ds01.slice/ds01-bench.slice
+    [ -d "$V2/ds01.slice" ] || MADE_ROOT=1
     mkdir -p "$REAL"
     for i in $(seq -w 0 999); do mkdir -p "$REAL/ds01-bench-user$i.slice"; done
     start_monitor real "$V2/ds01.slice" >"$W/real.said"
