@@ -32,13 +32,37 @@ fn wait_for(sock: &Path, what: &dyn Fn(&str) -> bool, label: &str) -> String {
     }
 }
 
-#[test]
-fn sort_filter_expand_resize_and_a_vanishing_slice_in_tmux() {
+/// tmux is installed (else the test says why it is skipped).
+fn have_tmux() -> bool {
     let have = Command::new("tmux")
         .arg("-V")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !require(have, "tmux (Debian package tmux)") {
+    require(have, "tmux (Debian package tmux)")
+}
+
+/// `ds01 top <args>` on the fixture `root` in a detached tmux session "top" of
+/// `w`×`h`; returns the session's socket.
+fn start_top(dir: &Path, root: &Path, args: &str, w: u16, h: u16) -> std::path::PathBuf {
+    let sock = dir.join("tmux.sock");
+    let cmd = format!(
+        "env NO_COLOR=1 DS01_CGROUP_ROOT={} DS01_EVENTS_LOG={} DS01_CONFIG={} DS01_SYSTEMCTL=/nonexistent {} top {args}",
+        root.display(),
+        dir.join("events.jsonl").display(),
+        dir.join("none.yaml").display(),
+        assert_cmd::cargo::cargo_bin("ds01").display()
+    );
+    let (w, h) = (w.to_string(), h.to_string());
+    tmux(
+        &sock,
+        &["new-session", "-d", "-s", "top", "-x", &w, "-y", &h, &cmd],
+    );
+    sock
+}
+
+#[test]
+fn sort_filter_expand_resize_and_a_vanishing_slice_in_tmux() {
+    if !have_tmux() {
         return;
     }
     let d = tempfile::tempdir().expect("tempdir");
@@ -55,28 +79,7 @@ fn sort_filter_expand_resize_and_a_vanishing_slice_in_tmux() {
     rita.memory_current = 2 << 30;
     rita.pids_current = 900;
     rita.write(&root).expect("slice");
-    let sock = d.path().join("tmux.sock");
-    let cmd = format!(
-        "env NO_COLOR=1 DS01_CGROUP_ROOT={} DS01_EVENTS_LOG={} DS01_CONFIG={} DS01_SYSTEMCTL=/nonexistent {} top --interval 200ms",
-        root.display(),
-        d.path().join("events.jsonl").display(),
-        d.path().join("none.yaml").display(),
-        assert_cmd::cargo::cargo_bin("ds01").display()
-    );
-    tmux(
-        &sock,
-        &[
-            "new-session",
-            "-d",
-            "-s",
-            "top",
-            "-x",
-            "120",
-            "-y",
-            "30",
-            &cmd,
-        ],
-    );
+    let sock = start_top(d.path(), &root, "--interval 200ms", 120, 30);
     let first = |pane: &str, user: &str| {
         pane.lines()
             .skip(2)
@@ -235,11 +238,7 @@ fn once_plain_shows_the_gpu_column_on_a_gpu_host() {
 /// the selection down and back up.
 #[test]
 fn the_table_scrolls_with_the_selection_in_tmux() {
-    let have = Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !require(have, "tmux (Debian package tmux)") {
+    if !have_tmux() {
         return;
     }
     let d = tempfile::tempdir().expect("tempdir");
@@ -249,28 +248,7 @@ fn the_table_scrolls_with_the_selection_in_tmux() {
             .write(&root)
             .expect("slice");
     }
-    let sock = d.path().join("tmux.sock");
-    let cmd = format!(
-        "env NO_COLOR=1 DS01_CGROUP_ROOT={} DS01_EVENTS_LOG={} DS01_CONFIG={} DS01_SYSTEMCTL=/nonexistent {} top --interval 200ms --sort user",
-        root.display(),
-        d.path().join("events.jsonl").display(),
-        d.path().join("none.yaml").display(),
-        assert_cmd::cargo::cargo_bin("ds01").display()
-    );
-    tmux(
-        &sock,
-        &[
-            "new-session",
-            "-d",
-            "-s",
-            "top",
-            "-x",
-            "120",
-            "-y",
-            "24",
-            &cmd,
-        ],
-    );
+    let sock = start_top(d.path(), &root, "--interval 200ms --sort user", 120, 24);
     let pane = wait_for(&sock, &|p| p.contains("60 users"), "the first frame");
     assert!(
         pane.contains("user0000") && !pane.contains("user0040"),
