@@ -102,7 +102,7 @@ impl Drop for RealTree {
         self.made
             .sort_by_key(|p| std::cmp::Reverse(p.components().count()));
         let start = Instant::now();
-        while !self.made.is_empty() && start.elapsed().as_secs() < 10 {
+        while !self.made.is_empty() && start.elapsed().as_secs() < 30 {
             self.made
                 .retain(|d| std::fs::remove_dir(d).is_err() && d.exists());
             if !self.made.is_empty() {

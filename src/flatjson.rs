@@ -77,9 +77,9 @@ fn ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// The string starting at the quote `b[i]`: its text and the index after it.
-/// One plain loop (the strings are short: a `memchr` call costs more than it
-/// saves), which also turns down escapes and control characters.
+/// The string starting at the quote `b[i]`: its text and the index after it, or
+/// `None` for a string with an escape or a control character. No `memchr`: the
+/// strings are short, and a call costs more than it saves.
 fn string(line: &str, i: usize) -> Option<(&str, usize)> {
     let b = line.as_bytes();
     let start = i + 1;
@@ -120,8 +120,9 @@ fn digits(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// The number starting at `b[i]` (JSON's grammar): the index after it.
-fn number(b: &[u8], mut i: usize) -> Option<usize> {
+/// The number starting at `b[i]` (JSON's grammar): the index after it, and whether
+/// it has an exponent.
+fn number(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
     if b.get(i) == Some(&b'-') {
         i += 1;
     }
@@ -137,18 +138,15 @@ fn number(b: &[u8], mut i: usize) -> Option<usize> {
         }
         i = end;
     }
-    if matches!(b.get(i), Some(b'e' | b'E')) {
-        i += 1;
-        if matches!(b.get(i), Some(b'+' | b'-')) {
-            i += 1;
-        }
-        let end = digits(b, i);
-        if end == i {
-            return None;
-        }
-        i = end;
+    if !matches!(b.get(i), Some(b'e' | b'E')) {
+        return Some((i, false));
     }
-    Some(i)
+    i += 1;
+    if matches!(b.get(i), Some(b'+' | b'-')) {
+        i += 1;
+    }
+    let end = digits(b, i);
+    (end > i).then_some((end, true))
 }
 
 /// Walk the flat object `line`, calling `pair` with each key and value in order.
@@ -181,12 +179,11 @@ pub fn scan<'a>(line: &'a str, mut pair: impl FnMut(&'a str, Scalar<'a>) -> bool
                 (Scalar::Str(s), next)
             }
             b'-' | b'0'..=b'9' => {
-                let end = number(b, i)?;
+                let (end, exponent) = number(b, i)?;
                 let text = line.get(i..end)?;
                 // serde_json refuses a number out of f64's range (1e400): so
                 // does this, for any number that could be one.
-                if (text.len() > 300 || text.contains(['e', 'E']))
-                    && !text.parse::<f64>().is_ok_and(f64::is_finite)
+                if (exponent || text.len() > 300) && !text.parse::<f64>().is_ok_and(f64::is_finite)
                 {
                     return None;
                 }
