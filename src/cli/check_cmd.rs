@@ -80,7 +80,7 @@ pub fn run(a: CheckArgs, config: &Path) -> CliResult {
             "results": results,
             "passed": passed, "failed": failed, "skipped": skipped, "total": results.len(),
         });
-        println!("{v:#}");
+        outln!("{v:#}");
     } else {
         for r in &results {
             let status = match r.status {
@@ -89,9 +89,9 @@ pub fn run(a: CheckArgs, config: &Path) -> CliResult {
                 Status::Skip => "[SKIP]",
             };
             let tags: String = r.tags.iter().map(|t| format!(" [{t}]")).collect();
-            println!("{status}{tags} {} - {}", r.name, r.detail);
+            outln!("{status}{tags} {} - {}", r.name, r.detail);
         }
-        println!(
+        outln!(
             "Results: {passed}/{} passed, {failed} failed, {skipped} skipped",
             results.len()
         );

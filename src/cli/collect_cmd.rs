@@ -75,9 +75,9 @@ pub fn run(a: CollectArgs, config: &std::path::Path) -> CliResult {
     rep.errors.extend(gpu_errors);
     if a.verbose {
         for s in &rep.skipped {
-            println!("skipped (not a ds01 slice): {}", s.display());
+            outln!("skipped (not a ds01 slice): {}", s.display());
         }
-        println!(
+        outln!(
             "collected {} user slice(s) from {} into {}",
             rep.slices,
             p.cgroup_root.display(),

@@ -42,16 +42,16 @@ fn check(args: CheckArgs, path: &Path) -> CliResult {
             "warnings": warnings,
             "diagnostics": diags.items,
         });
-        println!("{v:#}");
+        outln!("{v:#}");
     } else {
         for d in &diags.items {
             if !(args.quiet && d.severity == Severity::Warning) {
-                println!("{d}");
+                outln!("{d}");
             }
         }
         let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
         if errors > 0 {
-            println!(
+            outln!(
                 "{}: {}, {}",
                 path.display(),
                 plural(errors, "error"),
@@ -63,7 +63,7 @@ fn check(args: CheckArgs, path: &Path) -> CliResult {
                 .iter()
                 .filter(|u| u.aggregate.as_ref().is_some_and(|a| !a.is_unlimited()))
                 .count();
-            println!(
+            outln!(
                 "{}: OK — {}, {} ({} with aggregate limits), {}, {}",
                 path.display(),
                 plural(cfg.groups.len(), "group"),

@@ -82,23 +82,23 @@ pub fn run(args: DemoArgs) -> CliResult {
             .map_err(|e| CliError::Runtime(format!("cannot write {}: {e}", gpu_dir.display())))?;
     }
     if args.write_only {
-        println!("{}", cfg_path.display());
+        outln!("{}", cfg_path.display());
         if args.events.is_some() {
-            println!("{}", events.display());
+            outln!("{}", events.display());
         }
         if args.slices.is_some() {
-            println!("{}", cgroot.display());
+            outln!("{}", cgroot.display());
         }
         if args.history_users.is_some() {
-            println!("{}", history.display());
+            outln!("{}", history.display());
         }
         if args.gpus.is_some() {
-            println!("{}", gpu_dir.display());
+            outln!("{}", gpu_dir.display());
         }
         return Ok(());
     }
-    println!("== ds01 demo in {}", dir.display());
-    println!("\n$ ds01 --config {} config check", cfg_path.display());
+    outln!("== ds01 demo in {}", dir.display());
+    outln!("\n$ ds01 --config {} config check", cfg_path.display());
     super::config_cmd::run(
         super::config_cmd::ConfigCmd::Check(super::config_cmd::CheckArgs {
             json: false,
@@ -107,9 +107,9 @@ pub fn run(args: DemoArgs) -> CliResult {
         &cfg_path,
     )?;
     for user in ["alice", "h.baker@uni.example", "root_admin", "newcomer"] {
-        println!("\n$ ds01 limits {user}");
+        outln!("\n$ ds01 limits {user}");
         super::limits::run(limits_args(user, false), &cfg_path)?;
-        println!("\n$ ds01 limits {user} --aggregate");
+        outln!("\n$ ds01 limits {user} --aggregate");
         super::limits::run(limits_args(user, true), &cfg_path)?;
     }
     let sd = dir.join("systemd");
@@ -118,7 +118,7 @@ pub fn run(args: DemoArgs) -> CliResult {
         user: None,
         cgroup_root: Some(dir.join("cgroup")),
     };
-    println!(
+    outln!(
         "\n$ ds01 slices apply --systemd-dir {} --no-reload",
         sd.display()
     );
@@ -131,9 +131,9 @@ pub fn run(args: DemoArgs) -> CliResult {
         &cfg_path,
     )?;
     let dropin = sd.join(crate::slices::dropin_rel("ds01-student-alice.slice"));
-    println!("\n$ cat {}", dropin.display());
-    print!("{}", std::fs::read_to_string(&dropin).unwrap_or_default());
-    println!("\n$ ds01 slices plan --systemd-dir {}", sd.display());
+    outln!("\n$ cat {}", dropin.display());
+    out!("{}", std::fs::read_to_string(&dropin).unwrap_or_default());
+    outln!("\n$ ds01 slices plan --systemd-dir {}", sd.display());
     super::slices_cmd::run(
         super::slices_cmd::SlicesCmd::Plan(super::slices_cmd::PlanArgs {
             common,
@@ -180,15 +180,15 @@ pub fn run(args: DemoArgs) -> CliResult {
             &cfg_path,
         )
     };
-    println!("\n$ ds01 collect --verbose   # first pass: the OOM baseline");
+    outln!("\n$ ds01 collect --verbose   # first pass: the OOM baseline");
     collect()?;
     slices[0].oom_kill = 2;
     slices[0].containers = vec![("a1".repeat(32), 2)];
     write_tree(&slices)?;
-    println!("\n# ... the kernel OOM-kills two processes in alice's container ...");
-    println!("$ ds01 collect --verbose");
+    outln!("\n# ... the kernel OOM-kills two processes in alice's container ...");
+    outln!("$ ds01 collect --verbose");
     collect()?;
-    println!("\n$ tail -n 3 {}", log.join("resource-stats.log").display());
+    outln!("\n$ tail -n 3 {}", log.join("resource-stats.log").display());
     let stats = std::fs::read_to_string(log.join("resource-stats.log")).unwrap_or_default();
     for l in stats
         .lines()
@@ -198,9 +198,9 @@ pub fn run(args: DemoArgs) -> CliResult {
         .into_iter()
         .rev()
     {
-        println!("{l}");
+        outln!("{l}");
     }
-    println!("\n$ ds01 events --user alice");
+    outln!("\n$ ds01 events --user alice");
     let status = std::process::Command::new(
         std::env::current_exe().map_err(|e| CliError::Runtime(e.to_string()))?,
     )
@@ -211,7 +211,7 @@ pub fn run(args: DemoArgs) -> CliResult {
     if !status.success() {
         return Err(CliError::Exit(1));
     }
-    println!(
+    outln!(
         "\nEverything above lives in {}; nothing outside it was touched.",
         dir.display()
     );

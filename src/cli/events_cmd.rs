@@ -138,7 +138,7 @@ fn query_cmd(q: QueryArgs) -> CliResult {
         |e: std::io::Error| CliError::Runtime(format!("cannot read {}: {e}", log.path.display()));
     if q.summary {
         let s = query::summary(&log.path, &f).map_err(io_err)?;
-        print_summary(&s);
+        print_summary(&s)?;
         warn_malformed(s.malformed);
         return Ok(());
     }
@@ -153,7 +153,7 @@ fn query_cmd(q: QueryArgs) -> CliResult {
         printer.print(line);
     }
     if found.lines.is_empty() && !q.json && !q.follow {
-        println!("no events");
+        outln!("no events");
     }
     warn_malformed(found.malformed);
     if q.follow {
@@ -269,20 +269,21 @@ fn colorize(event_type: &str, text: &str) -> String {
     format!("\x1b[{code}m{text}\x1b[0m")
 }
 
-fn print_summary(s: &query::Summary) {
-    println!("{} events", s.total);
+fn print_summary(s: &query::Summary) -> CliResult {
+    outln!("{} events", s.total);
     for (title, map) in [
         ("By type", &s.by_type),
         ("By user", &s.by_user),
         ("By day (UTC)", &s.by_day),
     ] {
-        println!("\n{title}");
+        outln!("\n{title}");
         let mut rows: Vec<(&String, &usize)> = map.iter().collect();
         if title != "By day (UTC)" {
             rows.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         }
         for (k, n) in rows {
-            println!("  {k:<32} {n:>8}");
+            outln!("  {k:<32} {n:>8}");
         }
     }
+    Ok(())
 }

@@ -40,7 +40,7 @@ pub struct GreetArgs {
 
 pub fn run(a: GreetArgs, config: &Path) -> CliResult {
     match text(&a, config) {
-        Ok(t) => print!("{t}"),
+        Ok(t) => out!("{t}"),
         Err(why) if a.debug => eprintln!("ds01 greet: {why}"),
         Err(_) => {}
     }

@@ -246,12 +246,12 @@ fn proxy(root: &Path, remove: bool) -> CliResult {
             systemctl(&["stop", "docker.service", "docker.socket"])?;
             systemctl(&["start", "docker.socket", "docker.service"])?;
         }
-        println!("the proxy is off: /run/docker.sock is dockerd's own again");
+        outln!("the proxy is off: /run/docker.sock is dockerd's own again");
         return Ok(());
     }
     write(root, DROPIN_REL, DOCKER_SOCKET_DROPIN.as_bytes(), 0o644)?;
     let lr = ensure_live_restore(root)?;
-    println!("{lr}");
+    outln!("{lr}");
     if live {
         systemctl(&["daemon-reload"])?;
         // live-restore is reloadable: from now on containers outlive dockerd restarts.
@@ -259,12 +259,12 @@ fn proxy(root: &Path, remove: bool) -> CliResult {
         systemctl(&["stop", "docker.service", "docker.socket"])?;
         systemctl(&["start", "docker.socket", "docker.service"])?;
         systemctl(&["enable", "--now", "ds01-proxy.socket"])?;
-        println!(
+        outln!(
             "the proxy is on: dockerd listens on /run/docker-engine.sock (root only), \
              ds01 serves /run/docker.sock (check: ds01 check --only docker-proxy; undo: ds01 install --proxy --remove)"
         );
     } else {
-        println!(
+        outln!(
             "wrote {} (not a live systemd host: run `systemctl daemon-reload`, restart docker.socket and docker.service, \
              then `systemctl enable --now ds01-proxy.socket`)",
             dropin.display()
@@ -289,9 +289,9 @@ pub fn run(a: InstallArgs) -> CliResult {
             match std::fs::read_link(&p) {
                 Ok(t) if t.to_string_lossy().ends_with("ds01") => {
                     std::fs::remove_file(&p).map_err(io(&p))?;
-                    println!("removed {}: docker is Docker's client again", p.display());
+                    outln!("removed {}: docker is Docker's client again", p.display());
                 }
-                Ok(_) | Err(_) => println!("{} is not ds01's link; left alone", p.display()),
+                Ok(_) | Err(_) => outln!("{} is not ds01's link; left alone", p.display()),
             }
             return Ok(());
         }
@@ -302,7 +302,7 @@ pub fn run(a: InstallArgs) -> CliResult {
             )));
         }
         link(root, "usr/local/bin/docker", "/usr/bin/ds01")?;
-        println!(
+        outln!(
             "{} -> /usr/bin/ds01: every `docker run` now goes through ds01 (undo: ds01 install --docker-wrapper --remove)",
             p.display()
         );
@@ -341,9 +341,9 @@ pub fn run(a: InstallArgs) -> CliResult {
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).map_err(io(&p))?;
         }
     }
-    println!("installed ds01 under {}", root.display());
+    outln!("installed ds01 under {}", root.display());
     if root == Path::new("/") {
-        println!(
+        outln!(
             "next: edit /etc/ds01/resource-limits.yaml, then `ds01 config check`, `ds01 slices apply`, \
              `systemctl enable --now ds01-monitor`; opt in to the docker wrapper with \
              `ds01 install --docker-wrapper`"

@@ -78,9 +78,9 @@ pub fn run(a: LifecycleArgs, config: &std::path::Path) -> CliResult {
     }
     if a.json {
         let v = serde_json::to_string_pretty(&out).map_err(|e| CliError::Runtime(e.to_string()))?;
-        println!("{v}");
+        outln!("{v}");
     } else {
-        print!("{}", lifecycle::render(&out, a.dry_run));
+        out!("{}", lifecycle::render(&out, a.dry_run));
     }
     if out.errors.is_empty() {
         Ok(())

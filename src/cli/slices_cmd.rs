@@ -81,20 +81,20 @@ fn prepare(c: &Common, config: &Path) -> Result<Prepared, CliError> {
     Ok(Prepared { plan, users, cfg })
 }
 
-fn notes(p: &Prepared, c: &Common) {
+fn notes(p: &Prepared, c: &Common) -> CliResult {
     if !p.cfg.enforcement.aggregate_limits {
-        println!(
+        outln!(
             "note: enforcement.aggregate_limits is false: limits are lifted (ds01's drop-ins removed), slices kept"
         );
     }
     for f in &p.plan.foreign {
-        println!(
+        outln!(
             "note: {} is not managed by ds01 (no marker line); left alone",
             c.systemd_dir.join(f).display()
         );
     }
     if !p.plan.stale_tmp.is_empty() {
-        println!(
+        outln!(
             "note: {} temporary file(s) from an interrupted apply will be removed",
             p.plan.stale_tmp.len()
         );
@@ -110,13 +110,14 @@ fn notes(p: &Prepared, c: &Common) {
             format_human_bytes(max)
         );
     }
+    Ok(())
 }
 
 fn plan_cmd(c: &Common, config: &Path, exit_code: bool) -> CliResult {
     let p = prepare(c, config)?;
-    notes(&p, c);
-    print!("{}", p.plan.diff(&c.systemd_dir));
-    println!("{}", p.plan.summary());
+    notes(&p, c)?;
+    out!("{}", p.plan.diff(&c.systemd_dir));
+    outln!("{}", p.plan.summary());
     if exit_code && !p.plan.is_empty() {
         return Err(CliError::Exit(1));
     }
@@ -126,9 +127,9 @@ fn plan_cmd(c: &Common, config: &Path, exit_code: bool) -> CliResult {
 fn apply_cmd(a: ApplyArgs, config: &Path) -> CliResult {
     let c = &a.common;
     let p = prepare(c, config)?;
-    notes(&p, c);
+    notes(&p, c)?;
     if p.plan.is_empty() {
-        println!("nothing to do: {}", p.plan.summary());
+        outln!("nothing to do: {}", p.plan.summary());
         return Ok(());
     }
     for ch in &p.plan.changes {
@@ -137,10 +138,10 @@ fn apply_cmd(a: ApplyArgs, config: &Path) -> CliResult {
             slices::Action::Change { .. } => "change",
             slices::Action::Remove { .. } => "remove",
         };
-        println!("{verb:<7} {}", c.systemd_dir.join(&ch.rel).display());
+        outln!("{verb:<7} {}", c.systemd_dir.join(&ch.rel).display());
     }
     slices::apply(&c.systemd_dir, &p.plan).map_err(|e| CliError::Runtime(e.to_string()))?;
-    println!("applied: {}", p.plan.summary());
+    outln!("applied: {}", p.plan.summary());
     if a.no_reload || p.plan.changes.is_empty() {
         return Ok(());
     }
@@ -153,7 +154,7 @@ fn daemon_reload() -> CliResult {
     let systemctl = std::env::var_os("DS01_SYSTEMCTL").unwrap_or_else(|| "systemctl".into());
     match Command::new(&systemctl).arg("daemon-reload").output() {
         Ok(out) if out.status.success() => {
-            println!("systemctl daemon-reload: ok");
+            outln!("systemctl daemon-reload: ok");
             Ok(())
         }
         Ok(out) => Err(CliError::Runtime(format!(
