@@ -105,6 +105,12 @@ pub fn parse_group_slice(name: &str) -> Option<&str> {
     Some(group)
 }
 
+/// The container id of a `docker-<id>.scope` directory name (Docker's systemd
+/// cgroup driver); `None` for anything else.
+pub fn parse_scope(name: &str) -> Option<&str> {
+    name.strip_prefix("docker-")?.strip_suffix(".scope")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -346,8 +346,8 @@ impl CgroupDir {
             .unwrap_or_default()
             .into_iter()
             .filter_map(|(name, _)| {
-                let id = name.strip_prefix("docker-")?.strip_suffix(".scope")?;
-                Some((id.to_string(), self.child(&name)))
+                let id = crate::naming::parse_scope(&name)?.to_string();
+                Some((id, self.child(&name)))
             })
             .collect()
     }
@@ -623,12 +623,9 @@ pub fn subdirs_named(dir: &Path) -> Vec<String> {
 
 /// Docker container scopes directly under a user slice: `(container id, dir)`.
 pub fn container_scopes(slice: &Path) -> Vec<(String, PathBuf)> {
-    subdirs(slice)
-        .unwrap_or_default()
+    CgroupDir::new(slice)
+        .scopes()
         .into_iter()
-        .filter_map(|(name, p)| {
-            let id = name.strip_prefix("docker-")?.strip_suffix(".scope")?;
-            Some((id.to_string(), p))
-        })
+        .map(|(id, d)| (id, d.path))
         .collect()
 }

@@ -72,9 +72,7 @@ pub fn parse_cgroup(text: &str) -> Option<Placement> {
         };
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
         let id = parts.iter().enumerate().find_map(|(i, p)| {
-            if let Some(id) = p
-                .strip_prefix("docker-")
-                .and_then(|r| r.strip_suffix(".scope"))
+            if let Some(id) = crate::naming::parse_scope(p)
                 && is_container_id(id)
             {
                 return Some(id.to_string());

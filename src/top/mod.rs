@@ -488,7 +488,7 @@ impl ScopeList {
         }
         let names = crate::cgroup::subdirs_named(slice)
             .into_iter()
-            .filter(|n| n.starts_with("docker-") && n.ends_with(".scope"))
+            .filter(|n| crate::naming::parse_scope(n).is_some())
             .collect();
         ScopeList {
             dir,
@@ -587,11 +587,7 @@ fn read_raw(
             continue;
         }
         let mem = scope.memory_current().ok().flatten();
-        let id = name
-            .strip_prefix("docker-")
-            .and_then(|n| n.strip_suffix(".scope"))
-            .unwrap_or(name)
-            .to_string();
+        let id = crate::naming::parse_scope(name).unwrap_or(name).to_string();
         scopes.push((id, scope, mem, cpu));
     }
     row.ctrs = if read.scopes {
