@@ -305,8 +305,10 @@ impl Reader {
             read_raw(&s.dir, &files, cached, Refresh { scopes, ..read })
         });
         // The cgroups read (and their fingerprint), to prune the caches with when
-        // something went away.
-        let mut read_dirs: Vec<CgroupDir> = Vec::with_capacity(self.dirs.0);
+        // something went away: the slices borrowed from the walk, the scopes
+        // moved out of their reads.
+        let mut read_slices: Vec<&CgroupDir> = Vec::with_capacity(w.slices.len());
+        let mut read_scopes: Vec<CgroupDir> = Vec::new();
         let mut fp = Fingerprint::default();
         for (s, r) in w.slices.iter().zip(raw) {
             // A slice that went away mid-frame, or a garbled file: counted.
@@ -325,7 +327,7 @@ impl Reader {
             row.user = s.user.clone();
             row.group = s.group.clone();
             fp.add(&s.dir);
-            read_dirs.push(s.dir.clone());
+            read_slices.push(&s.dir);
             (row.cpu_pct, row.throttled_pct) = self.cpu(&s.dir.path, r.cpu, now);
             for (id, scope, memory, cpu) in r.scopes {
                 let name = match self.names.get(&id) {
@@ -339,7 +341,7 @@ impl Reader {
                 };
                 let (cpu_pct, _) = self.cpu(&scope.path, cpu, now);
                 fp.add(&scope);
-                read_dirs.push(scope);
+                read_scopes.push(scope);
                 row.containers.push(ContainerRow {
                     id,
                     name,
@@ -368,10 +370,15 @@ impl Reader {
             }
         }
         // Forget what went away (and close its files).
-        let fp = (read_dirs.len(), std::hash::Hasher::finish(&fp.0));
+        let fp = (
+            read_slices.len() + read_scopes.len(),
+            std::hash::Hasher::finish(&fp.0),
+        );
         if fp != self.dirs {
-            let seen: HashSet<&std::ffi::OsStr, foldhash::fast::RandomState> = read_dirs
+            let seen: HashSet<&std::ffi::OsStr, foldhash::fast::RandomState> = read_slices
                 .iter()
+                .copied()
+                .chain(&read_scopes)
                 .flat_map(CgroupDir::dirs)
                 .map(Path::as_os_str)
                 .collect();
@@ -458,24 +465,22 @@ struct ScopeList {
 impl ScopeList {
     /// The scopes of `slice` now: `prev` if it still holds, else a new listing.
     fn get(slice: &Path, prev: Option<&ScopeList>, cgroupfs: bool, now: Instant) -> ScopeList {
-        let dir = cgroupfs
-            .then(|| prev.and_then(|p| p.dir.clone()))
-            .flatten()
-            .or_else(|| {
-                cgroupfs
-                    .then(|| {
-                        rustix::fs::open(
-                            slice,
-                            rustix::fs::OFlags::RDONLY
-                                | rustix::fs::OFlags::DIRECTORY
-                                | rustix::fs::OFlags::CLOEXEC,
-                            rustix::fs::Mode::empty(),
-                        )
-                        .ok()
-                    })
-                    .flatten()
-                    .map(Arc::new)
-            });
+        let open = || {
+            rustix::fs::open(
+                slice,
+                rustix::fs::OFlags::RDONLY
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .ok()
+            .map(Arc::new)
+        };
+        let dir = if cgroupfs {
+            prev.and_then(|p| p.dir.clone()).or_else(open)
+        } else {
+            None
+        };
         let nlink = dir
             .as_deref()
             .and_then(|d| rustix::fs::fstat(d).ok())
