@@ -6,13 +6,19 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// `<point>:<number>` from the environment variable `var`: the point's name and the
+/// number, if one is given and valid.
+fn env_point(var: &str) -> Option<(String, Option<u64>)> {
+    let v = std::env::var(var).ok()?;
+    Some(match v.rsplit_once(':') {
+        Some((name, n)) => (name.to_string(), n.parse().ok()),
+        None => (v, None),
+    })
+}
+
 fn spec() -> &'static Option<(String, u64)> {
     static SPEC: OnceLock<Option<(String, u64)>> = OnceLock::new();
-    SPEC.get_or_init(|| {
-        let v = std::env::var("DS01_TEST_FAULT").ok()?;
-        let (name, n) = v.rsplit_once(':').unwrap_or((v.as_str(), "1"));
-        Some((name.to_string(), n.parse().unwrap_or(1)))
-    })
+    SPEC.get_or_init(|| env_point("DS01_TEST_FAULT").map(|(name, n)| (name, n.unwrap_or(1))))
 }
 
 /// A crash point named `name`.
@@ -35,9 +41,8 @@ pub fn point(name: &str) {
 pub fn pause(name: &str) {
     static SPEC: OnceLock<Option<(String, u64)>> = OnceLock::new();
     let spec = SPEC.get_or_init(|| {
-        let v = std::env::var("DS01_TEST_PAUSE").ok()?;
-        let (name, ms) = v.rsplit_once(':')?;
-        Some((name.to_string(), ms.parse().ok()?))
+        let (name, ms) = env_point("DS01_TEST_PAUSE")?;
+        Some((name, ms?))
     });
     if let Some((want, ms)) = spec
         && want == name
