@@ -34,6 +34,16 @@ fn fixture() -> Fixture {
     ))
 }
 
+/// `ds01 gpu --json` on this host's own GPUs (no replayed snapshot).
+fn host_gpu_json(f: &Fixture) -> Value {
+    let out = f
+        .ds01(&["gpu", "--json"])
+        .env_remove("DS01_GPU_SNAPSHOT")
+        .assert()
+        .success();
+    serde_json::from_slice(&out.get_output().stdout).expect("json")
+}
+
 fn daemon(dir: &Path) -> PathBuf {
     let socket = dir.join("docker.sock");
     let d = Arc::new(Mutex::new(Daemon::default()));
@@ -196,12 +206,7 @@ fn without_a_driver_there_are_no_gpus_not_an_error() {
         .assert()
         .success()
         .stdout(predicates::str::contains("no GPUs: no NVIDIA driver"));
-    let out = f
-        .ds01(&["gpu", "--json"])
-        .env_remove("DS01_GPU_SNAPSHOT")
-        .assert()
-        .success();
-    let v: Value = serde_json::from_slice(&out.get_output().stdout).expect("json");
+    let v = host_gpu_json(&f);
     assert_eq!(v["devices"], json!([]));
     assert!(
         v["reason"]
@@ -221,12 +226,7 @@ fn real_nvml_matches_nvidia_smi() {
         return;
     }
     let f = fixture();
-    let out = f
-        .ds01(&["gpu", "--json"])
-        .env_remove("DS01_GPU_SNAPSHOT")
-        .assert()
-        .success();
-    let v: Value = serde_json::from_slice(&out.get_output().stdout).expect("json");
+    let v = host_gpu_json(&f);
     let smi = std::process::Command::new("nvidia-smi")
         .args([
             "--query-gpu=uuid,memory.total",
