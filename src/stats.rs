@@ -377,147 +377,343 @@ impl Point {
     }
 }
 
-/// A user's points and the group of their latest sample.
-#[derive(Debug, Default)]
-struct UserPoints {
+type Users<T> = std::collections::HashMap<String, T, foldhash::fast::RandomState>;
+
+/// The group of a user's latest sample (of several at the latest time, the last
+/// in the file, as a stable sort by time leaves them).
+#[derive(Debug, Default, Clone)]
+struct LatestGroup {
     group: String,
-    group_ts: i64,
-    points: Vec<Point>,
+    ts: i64,
+    seen: bool,
 }
 
-impl UserPoints {
-    fn add(&mut self, group: &str, p: Point) {
-        if p.ts >= self.group_ts || self.points.is_empty() {
+impl LatestGroup {
+    fn see(&mut self, group: &str, ts: i64) {
+        if ts >= self.ts || !self.seen {
             if self.group != group {
                 self.group = group.to_string();
             }
-            self.group_ts = p.ts;
+            self.ts = ts;
+            self.seen = true;
         }
-        self.points.push(p);
+    }
+
+    /// Take in what came after `self` in the file.
+    fn then(&mut self, later: LatestGroup) {
+        if later.seen && (later.ts >= self.ts || !self.seen) {
+            *self = later;
+        }
     }
 }
 
-/// Per-user summaries. Time above 90 %: each sample at or above 90 % counts until
-/// the next sample of that user, at most twice the user's median sampling interval
-/// (a gap in collection is not counted as time at the limit).
-pub fn summarize(samples: &[Sample]) -> Vec<Summary> {
-    let mut by: std::collections::HashMap<String, UserPoints> = Default::default();
-    for s in samples {
-        by.entry(s.user.clone())
-            .or_default()
-            .add(&s.group, Point::of(s));
-    }
-    summarize_points(by)
+/// What the pairs of consecutive samples one gap apart add up to.
+#[derive(Debug, Default, Clone, Copy)]
+struct GapTally {
+    pairs: u64,
+    /// Pairs whose first sample was at or above 90 %.
+    above: u64,
+    /// The devices the first samples held.
+    gpus: u64,
 }
 
-/// [`load`] + [`summarize`] in one streaming pass: each line is reduced to a few
-/// numbers under its user (no strings per line, no samples kept), on as many
-/// threads as `par_fold` uses. Returns the summaries and the malformed count.
-pub fn load_summary(path: &Path, f: &Filter) -> io::Result<(Vec<Summary>, usize)> {
-    #[derive(Default)]
-    struct Part {
-        by: std::collections::HashMap<String, UserPoints>,
-        malformed: usize,
+/// One user's samples reduced in time order as they come: everything the summary
+/// needs in a few numbers and a table of the gaps between consecutive samples (one
+/// entry per distinct gap — a handful), so a year of history takes no more memory
+/// than an hour of it, and nothing is sorted. A sample earlier than the one before
+/// it marks the reduction `disordered`: it is then useless, and the user is reduced
+/// again from their sorted points ([`reduce_sorted`]).
+#[derive(Debug, Default, Clone)]
+struct Reduction {
+    n: usize,
+    first: Option<Point>,
+    last: Option<Point>,
+    gaps: BTreeMap<i64, GapTally>,
+    disordered: bool,
+    sum_pct: f64,
+    peak_pct: f64,
+    peak_psi_some: Option<f64>,
+    peak_psi_full: Option<f64>,
+    kills: u64,
+    any_gpu: bool,
+    peak_gpus: Option<u32>,
+    util_sum: f64,
+    util_n: usize,
+    peak_gpu_mem: Option<u64>,
+}
+
+fn peak_f64(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
     }
-    let step = |p: &mut Part, line: &str| {
-        if !f.worth_parsing(line, &mut p.malformed) {
+}
+
+impl Reduction {
+    fn push(&mut self, p: Point) {
+        match self.last {
+            _ if self.disordered => return,
+            Some(last) if p.ts < last.ts => {
+                self.disordered = true;
+                return;
+            }
+            Some(last) => self.pair(&last, &p),
+            None => self.first = Some(p),
+        }
+        self.last = Some(p);
+        self.n += 1;
+        self.sum_pct += p.pct;
+        self.peak_pct = self.peak_pct.max(p.pct);
+        self.peak_psi_some = peak_f64(self.peak_psi_some, p.psi_some());
+        self.peak_psi_full = peak_f64(self.peak_psi_full, p.psi_full());
+        self.any_gpu |= p.gpus().is_some();
+        self.peak_gpus = self.peak_gpus.max(p.gpus());
+        if p.gpus().unwrap_or(0) > 0
+            && let Some(u) = p.gpu_util()
+        {
+            self.util_sum += u;
+            self.util_n += 1;
+        }
+        self.peak_gpu_mem = self.peak_gpu_mem.max(p.gpu_mem());
+    }
+
+    /// Consecutive samples `a` then `b`: their gap, and the OOM counter's rise (a
+    /// drop is a reset: the new value counts as new kills).
+    fn pair(&mut self, a: &Point, b: &Point) {
+        let t = self.gaps.entry(b.ts - a.ts).or_default();
+        t.pairs += 1;
+        t.above += u64::from(a.pct >= 90.0);
+        t.gpus += u64::from(a.gpus().unwrap_or(0));
+        let rise = if b.oom >= a.oom { b.oom - a.oom } else { b.oom };
+        self.kills = self.kills.saturating_add(rise);
+    }
+
+    /// Take in the same user's reduction over what came after in the file.
+    fn then(&mut self, later: Reduction) {
+        if self.disordered || later.disordered {
+            self.disordered = true;
             return;
         }
-        let Some(r) = parse_raw(line) else {
-            p.malformed += 1;
+        let (Some(last), Some(first)) = (self.last, later.first) else {
+            if self.n == 0 {
+                *self = later;
+            }
             return;
         };
-        let Some(ts) =
-            crate::timespec::fast_utc(r.timestamp).or_else(|| parse_log_time(r.timestamp))
-        else {
-            p.malformed += 1;
-            return;
-        };
-        if !f.matches_fields(r.user, r.group, ts) {
+        if first.ts < last.ts {
+            self.disordered = true;
             return;
         }
-        let point = Point::from_raw(ts.as_second(), &r);
-        match p.by.get_mut(r.user) {
-            Some(u) => u.add(r.group, point),
-            None => {
-                let mut u = UserPoints::default();
-                u.add(r.group, point);
-                p.by.insert(r.user.to_string(), u);
-            }
+        self.pair(&last, &first);
+        for (gap, t) in later.gaps {
+            let mine = self.gaps.entry(gap).or_default();
+            mine.pairs += t.pairs;
+            mine.above += t.above;
+            mine.gpus += t.gpus;
         }
-    };
-    let mut by: std::collections::HashMap<String, UserPoints> = Default::default();
-    let mut malformed = 0;
-    for file in files_for(path, f.since, first_stats_ts) {
-        for part in par_fold(&file, &Part::default, &step)? {
-            malformed += part.malformed;
-            for (user, mut up) in part.by {
-                let e = by.entry(user).or_default();
-                let latest = up.group_ts;
-                if e.points.is_empty() || latest >= e.group_ts {
-                    e.group = std::mem::take(&mut up.group);
-                    e.group_ts = latest;
-                }
-                e.points.append(&mut up.points);
-            }
-        }
+        self.last = later.last;
+        self.n += later.n;
+        self.sum_pct += later.sum_pct;
+        self.peak_pct = self.peak_pct.max(later.peak_pct);
+        self.peak_psi_some = peak_f64(self.peak_psi_some, later.peak_psi_some);
+        self.peak_psi_full = peak_f64(self.peak_psi_full, later.peak_psi_full);
+        self.kills = self.kills.saturating_add(later.kills);
+        self.any_gpu |= later.any_gpu;
+        self.peak_gpus = self.peak_gpus.max(later.peak_gpus);
+        self.util_sum += later.util_sum;
+        self.util_n += later.util_n;
+        self.peak_gpu_mem = self.peak_gpu_mem.max(later.peak_gpu_mem);
     }
-    Ok((summarize_points(by), malformed))
-}
 
-fn summarize_points(by: std::collections::HashMap<String, UserPoints>) -> Vec<Summary> {
-    let mut out = Vec::new();
-    for (user, up) in by {
-        let mut v = up.points;
-        v.sort_by_key(|p| p.ts);
-        let mut gaps: Vec<i64> = v.windows(2).map(|w| w[1].ts - w[0].ts).collect();
-        gaps.sort_unstable();
-        let median = gaps.get(gaps.len() / 2).copied().unwrap_or(60).max(1);
+    /// The summary. Time above 90 %: each sample at or above 90 % counts until the
+    /// next sample of that user, at most twice the user's median sampling interval
+    /// (a gap in collection is not counted as time at the limit); the last sample
+    /// counts one median interval. GPU-hours the same way.
+    fn finish(self, user: String, group: String) -> Summary {
+        let pairs: u64 = self.gaps.values().map(|t| t.pairs).sum();
+        let mut median = 60;
+        let mut k = pairs / 2;
+        for (gap, t) in &self.gaps {
+            if k < t.pairs {
+                median = *gap;
+                break;
+            }
+            k -= t.pairs;
+        }
+        let median = median.max(1);
         let cap = 2 * median;
-        let mut above = 0;
-        let mut gpu_secs = 0.0;
-        for (i, p) in v.iter().enumerate() {
-            let next = v.get(i + 1).map_or(median, |n| n.ts - p.ts).min(cap);
-            if p.pct >= 90.0 {
-                above += next;
-            }
-            gpu_secs += f64::from(p.gpus().unwrap_or(0)) * next as f64;
+        let mut above: i128 = 0;
+        let mut gpu_secs: i128 = 0;
+        for (gap, t) in &self.gaps {
+            let counted = i128::from((*gap).min(cap));
+            above += counted * i128::from(t.above);
+            gpu_secs += counted * i128::from(t.gpus);
         }
-        let any_gpu = v.iter().any(|p| p.gpus().is_some());
-        let held_utils: Vec<f64> = v
-            .iter()
-            .filter(|p| p.gpus().unwrap_or(0) > 0)
-            .filter_map(|p| p.gpu_util())
-            .collect();
-        let mut kills = 0;
-        for w in v.windows(2) {
-            let (a, b) = (w[0].oom, w[1].oom);
-            kills += if b >= a { b - a } else { b };
+        if let Some(last) = self.last {
+            above += i128::from(median) * i128::from(last.pct >= 90.0);
+            gpu_secs += i128::from(median) * i128::from(last.gpus().unwrap_or(0));
         }
-        let peak = |f: fn(&Point) -> Option<f64>| {
-            v.iter()
-                .filter_map(f)
-                .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
-        };
-        out.push(Summary {
+        Summary {
             user,
-            group: up.group,
-            samples: v.len(),
-            peak_pct: v.iter().map(|p| p.pct).fold(0.0, f64::max),
-            mean_pct: v.iter().map(|p| p.pct).sum::<f64>() / v.len().max(1) as f64,
-            secs_above_90: above,
-            peak_psi_some: peak(Point::psi_some),
-            peak_psi_full: peak(Point::psi_full),
-            oom_kills: kills,
-            gpu_hours: any_gpu.then_some(gpu_secs / 3600.0),
-            peak_gpus: v.iter().filter_map(|p| p.gpus()).max(),
-            mean_gpu_util: (!held_utils.is_empty())
-                .then(|| held_utils.iter().sum::<f64>() / held_utils.len() as f64),
-            peak_gpu_memory: v.iter().filter_map(|p| p.gpu_mem()).max(),
-        });
+            group,
+            samples: self.n,
+            peak_pct: self.peak_pct,
+            mean_pct: self.sum_pct / self.n.max(1) as f64,
+            secs_above_90: i64::try_from(above).unwrap_or(i64::MAX),
+            peak_psi_some: self.peak_psi_some,
+            peak_psi_full: self.peak_psi_full,
+            oom_kills: self.kills,
+            gpu_hours: self.any_gpu.then_some(gpu_secs as f64 / 3600.0),
+            peak_gpus: self.peak_gpus,
+            mean_gpu_util: (self.util_n > 0).then(|| self.util_sum / self.util_n as f64),
+            peak_gpu_memory: self.peak_gpu_mem,
+        }
     }
+}
+
+/// Per-user summaries of samples in any order.
+pub fn summarize(samples: &[Sample]) -> Vec<Summary> {
+    let mut by: Users<(LatestGroup, Vec<Point>)> = Default::default();
+    for s in samples {
+        let p = Point::of(s);
+        let e = by.entry(s.user.clone()).or_default();
+        e.0.see(&s.group, p.ts);
+        e.1.push(p);
+    }
+    summaries(reduce_sorted(by))
+}
+
+/// Each user's points, sorted by time (stably: samples of one second keep their
+/// order), reduced.
+fn reduce_sorted(by: Users<(LatestGroup, Vec<Point>)>) -> Users<(LatestGroup, Reduction)> {
+    by.into_iter()
+        .map(|(user, (group, mut points))| {
+            points.sort_by_key(|p| p.ts);
+            let mut r = Reduction::default();
+            for p in points {
+                r.push(p);
+            }
+            (user, (group, r))
+        })
+        .collect()
+}
+
+fn summaries(by: Users<(LatestGroup, Reduction)>) -> Vec<Summary> {
+    let mut out: Vec<Summary> = by
+        .into_iter()
+        .map(|(user, (group, r))| r.finish(user, group.group))
+        .collect();
     out.sort_by(|a, b| b.peak_pct.total_cmp(&a.peak_pct).then(a.user.cmp(&b.user)));
     out
+}
+
+/// A line's user, group and point when it is a stats line `f` keeps; counts it
+/// in `malformed` when it is not a stats line.
+fn point_of<'a>(line: &'a str, f: &Filter, malformed: &mut usize) -> Option<(Raw<'a>, Point)> {
+    if !f.worth_parsing(line, malformed) {
+        return None;
+    }
+    let Some(r) = parse_raw(line) else {
+        *malformed += 1;
+        return None;
+    };
+    let Some(ts) = crate::timespec::fast_utc(r.timestamp).or_else(|| parse_log_time(r.timestamp))
+    else {
+        *malformed += 1;
+        return None;
+    };
+    if !f.matches_fields(r.user, r.group, ts) {
+        return None;
+    }
+    let point = Point::from_raw(ts.as_second(), &r);
+    Some((r, point))
+}
+
+/// Fold each matching line of the log and its rotations (oldest first; each
+/// file on every core) into a per-user state; `then` joins a user's state with
+/// the one from the lines after it. Returns the states and the malformed count.
+fn fold_users<T: Default + Send>(
+    path: &Path,
+    f: &Filter,
+    add: &(dyn Fn(&mut T, &str, Point) + Sync),
+    then: &dyn Fn(&mut T, T),
+) -> io::Result<(Users<T>, usize)> {
+    struct Part<T> {
+        by: Users<T>,
+        malformed: usize,
+    }
+    let init = || Part {
+        by: Users::default(),
+        malformed: 0,
+    };
+    let step = |p: &mut Part<T>, line: &str| {
+        let Some((r, point)) = point_of(line, f, &mut p.malformed) else {
+            return;
+        };
+        let state = match p.by.get_mut(r.user) {
+            Some(s) => s,
+            None => p.by.entry(r.user.to_string()).or_default(),
+        };
+        add(state, r.group, point);
+    };
+    let mut by: Users<T> = Users::default();
+    let mut malformed = 0;
+    for file in files_for(path, f.since, first_stats_ts) {
+        for part in par_fold(&file, &init, &step)? {
+            malformed += part.malformed;
+            for (user, state) in part.by {
+                then(by.entry(user).or_default(), state);
+            }
+        }
+    }
+    Ok((by, malformed))
+}
+
+/// [`load`] + [`summarize`] in one streaming pass: each line is reduced under its
+/// user as it comes (no samples kept, nothing sorted), on as many threads as
+/// `par_fold` uses. A user whose lines are out of time order (a clock stepped
+/// back) is read again with their points kept and sorted. Returns the summaries
+/// and the malformed count.
+pub fn load_summary(path: &Path, f: &Filter) -> io::Result<(Vec<Summary>, usize)> {
+    type State = (LatestGroup, Reduction);
+    let (mut by, malformed) = fold_users(
+        path,
+        f,
+        &|s: &mut State, group, p| {
+            s.0.see(group, p.ts);
+            s.1.push(p);
+        },
+        &|s: &mut State, later: State| {
+            s.0.then(later.0);
+            s.1.then(later.1);
+        },
+    )?;
+    let disordered: Vec<String> = by
+        .iter()
+        .filter(|(_, (_, r))| r.disordered)
+        .map(|(user, _)| user.clone())
+        .collect();
+    if !disordered.is_empty() {
+        let again = Filter {
+            users: disordered,
+            ..f.clone()
+        };
+        type Kept = (LatestGroup, Vec<Point>);
+        let (points, _) = fold_users(
+            path,
+            &again,
+            &|s: &mut Kept, group, p| {
+                s.0.see(group, p.ts);
+                s.1.push(p);
+            },
+            &|s: &mut Kept, later: Kept| {
+                s.0.then(later.0);
+                s.1.extend(later.1);
+            },
+        )?;
+        by.extend(reduce_sorted(points));
+    }
+    Ok((summaries(by), malformed))
 }
 
 #[cfg(test)]
@@ -624,6 +820,157 @@ mod tests {
                 (Some(f), Err(e)) => prop_assert!(false, "{line}: fast {f:?}, serde {e}"),
                 (None, _) => {}
             }
+        }
+    }
+
+    /// The summary arithmetic written the plain way (sort every point, walk them):
+    /// the oracle for the streaming [`Reduction`].
+    fn oracle(user: &str, mut v: Vec<Point>) -> Summary {
+        v.sort_by_key(|p| p.ts);
+        let mut gaps: Vec<i64> = v.windows(2).map(|w| w[1].ts - w[0].ts).collect();
+        gaps.sort_unstable();
+        let median = gaps.get(gaps.len() / 2).copied().unwrap_or(60).max(1);
+        let cap = 2 * median;
+        let (mut above, mut gpu_secs) = (0, 0.0);
+        for (i, p) in v.iter().enumerate() {
+            let next = v.get(i + 1).map_or(median, |n| n.ts - p.ts).min(cap);
+            if p.pct >= 90.0 {
+                above += next;
+            }
+            gpu_secs += f64::from(p.gpus().unwrap_or(0)) * next as f64;
+        }
+        let held: Vec<f64> = v
+            .iter()
+            .filter(|p| p.gpus().unwrap_or(0) > 0)
+            .filter_map(|p| p.gpu_util())
+            .collect();
+        let kills = v
+            .windows(2)
+            .map(|w| {
+                if w[1].oom >= w[0].oom {
+                    w[1].oom - w[0].oom
+                } else {
+                    w[1].oom
+                }
+            })
+            .sum();
+        let peak = |f: fn(&Point) -> Option<f64>| v.iter().filter_map(f).reduce(f64::max);
+        Summary {
+            user: user.into(),
+            group: String::new(),
+            samples: v.len(),
+            peak_pct: v.iter().map(|p| p.pct).fold(0.0, f64::max),
+            mean_pct: v.iter().map(|p| p.pct).sum::<f64>() / v.len().max(1) as f64,
+            secs_above_90: above,
+            peak_psi_some: peak(Point::psi_some),
+            peak_psi_full: peak(Point::psi_full),
+            oom_kills: kills,
+            gpu_hours: v
+                .iter()
+                .any(|p| p.gpus().is_some())
+                .then_some(gpu_secs / 3600.0),
+            peak_gpus: v.iter().filter_map(|p| p.gpus()).max(),
+            mean_gpu_util: (!held.is_empty()).then(|| held.iter().sum::<f64>() / held.len() as f64),
+            peak_gpu_memory: v.iter().filter_map(|p| p.gpu_mem()).max(),
+        }
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+    }
+
+    prop_compose! {
+        fn point()(
+            ts in 0i64..40, pct in 80.0f64..100.0, psi in proptest::option::of(0.0f64..50.0),
+            oom in 0u64..4, gpus in proptest::option::of(0u32..3),
+            util in proptest::option::of(0.0f64..100.0), mem in proptest::option::of(0u64..9),
+        ) -> Point {
+            let mut p = Point::from_raw(ts * 30, &Raw {
+                timestamp: "", user: "", group: "", memory_current_bytes: 0,
+                memory_max_bytes: None, memory_pct: pct, pids_current: 0, pids_max: None,
+                psi_memory_some_avg10: psi, psi_memory_full_avg10: psi.map(|v| v / 2.0),
+                psi_cpu_some_avg10: None, oom_kill_count: oom, gpus_allocated: gpus,
+                gpu_memory_bytes: mem, gpu_util_pct: util,
+            });
+            p.pct = (p.pct * 100.0).round() / 100.0;
+            p
+        }
+    }
+
+    proptest! {
+        /// The streaming reduction, over the points cut in any number of pieces
+        /// (as `par_fold` cuts a file) and joined in order, gives the oracle's
+        /// summary; points out of time order are always noticed.
+        #[test]
+        fn the_streaming_reduction_equals_sorting_everything(
+            mut points in proptest::collection::vec(point(), 0..60),
+            cuts in proptest::collection::vec(0usize..60, 0..4),
+            order in 0..3,
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(points.len())).collect();
+            cuts.extend([0, points.len()]);
+            cuts.sort_unstable();
+            match order {
+                // In time order, as the collector writes.
+                0 => points.sort_by_key(|p| p.ts),
+                // Each piece in order, the pieces not (a clock stepped back between).
+                1 => cuts.windows(2).for_each(|w| points[w[0]..w[1]].sort_by_key(|p| p.ts)),
+                _ => {}
+            }
+            let mut whole = Reduction::default();
+            for w in cuts.windows(2) {
+                let mut piece = Reduction::default();
+                for p in &points[w[0]..w[1]] {
+                    piece.push(*p);
+                }
+                whole.then(piece);
+            }
+            let sorted = points.windows(2).all(|w| w[0].ts <= w[1].ts);
+            prop_assert_eq!(whole.disordered, !sorted);
+            if !sorted {
+                return Ok(());
+            }
+            let got = whole.finish("u".into(), String::new());
+            let want = oracle("u", points);
+            prop_assert!(close(got.mean_pct, want.mean_pct), "{got:?} vs {want:?}");
+            let same_mean = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                (Some(a), Some(b)) => close(a, b),
+                (a, b) => a == b,
+            };
+            prop_assert!(same_mean(got.mean_gpu_util, want.mean_gpu_util));
+            prop_assert_eq!(
+                Summary { mean_pct: 0.0, mean_gpu_util: None, ..got },
+                Summary { mean_pct: 0.0, mean_gpu_util: None, ..want }
+            );
+        }
+
+        /// `summarize` (any order: sorted, then reduced) gives the oracle's summary.
+        #[test]
+        fn summarize_sorts_what_comes_out_of_order(
+            points in proptest::collection::vec(point(), 1..60),
+        ) {
+            let samples: Vec<Sample> = points
+                .iter()
+                .map(|p| Sample {
+                    ts: Timestamp::from_second(p.ts).expect("in range"),
+                    user: "u".into(),
+                    memory_pct: p.pct,
+                    psi_memory_some: p.psi_some(),
+                    psi_memory_full: p.psi_full(),
+                    oom_kill_count: p.oom,
+                    gpus_allocated: p.gpus(),
+                    gpu_memory: p.gpu_mem(),
+                    gpu_util_pct: p.gpu_util(),
+                    ..Default::default()
+                })
+                .collect();
+            let got = summarize(&samples).remove(0);
+            let want = oracle("u", points);
+            prop_assert!(close(got.mean_pct, want.mean_pct));
+            prop_assert_eq!(
+                Summary { mean_pct: 0.0, mean_gpu_util: None, ..got },
+                Summary { mean_pct: 0.0, mean_gpu_util: None, ..want }
+            );
         }
     }
 

@@ -297,6 +297,59 @@ fn the_streaming_summary_equals_the_summary_of_the_loaded_samples() {
     }
 }
 
+#[test]
+fn a_log_read_on_several_cores_and_a_clock_stepped_back_summarise_as_sorted() {
+    // 10 MB (over par_fold's 8 MiB: cut into a piece per core), 10 users 5 s
+    // apart; eve's clock steps back 10 minutes two thirds of the way, so her lines
+    // are out of time order and she is read again with her points sorted.
+    let mut v = Vec::new();
+    for k in 0..3000u32 {
+        for (n, user) in [
+            "alice", "bob", "carol", "dave", "eve", "frank", "grace", "heidi", "ivan", "judy",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut secs = 36_000 + k * 5;
+            if *user == "eve" && k >= 2000 {
+                secs -= 600;
+            }
+            let pct = f64::from((k * 7 + n as u32 * 13) % 100) + 0.25;
+            let ooms = u64::from((k / 700 + n as u32) % 3);
+            let one = line(0, user, "student", pct, ooms);
+            let at = format!(
+                "2026-01-30T{:02}:{:02}:{:02}Z",
+                secs / 3600,
+                secs / 60 % 60,
+                secs % 60
+            );
+            v.push(one.replace("2026-01-30T10:00:00Z", &at));
+        }
+    }
+    let l = log(&v);
+    assert!(std::fs::metadata(&l.path).expect("log").len() > 8 << 20);
+    let f = ds01::stats::Filter::default();
+    let loaded = ds01::stats::load(&l.path, &f, false).expect("load");
+    let want = ds01::stats::summarize(&loaded.samples);
+    let (got, malformed) = ds01::stats::load_summary(&l.path, &f).expect("summary");
+    assert_eq!(malformed, 0);
+    assert_eq!(got.len(), 10);
+    for (g, w) in got.iter().zip(&want) {
+        // The mean is summed piece by piece: equal up to rounding.
+        assert!((g.mean_pct - w.mean_pct).abs() < 1e-9, "{g:?} vs {w:?}");
+        let mean = w.mean_pct;
+        assert_eq!(
+            &ds01::stats::Summary {
+                mean_pct: mean,
+                ..g.clone()
+            },
+            w
+        );
+    }
+    let eve = got.iter().find(|s| s.user == "eve").expect("eve");
+    assert_eq!(eve.samples, 3000);
+}
+
 /// A line with the GPU fields the collector adds on a GPU host.
 fn gpu_line(min: u32, user: &str, gpus: u32, util: Option<f64>, mem_gib: u64) -> String {
     let base = line(min, user, "student", 40.0, 0);
