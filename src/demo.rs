@@ -1,6 +1,7 @@
 //! Demo and benchmark data: the embedded demo config, and generated configs with
 //! any number of users (for benchmarks and `ds01 demo --users N`).
 
+use crate::units::Limit;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -209,7 +210,8 @@ pub fn write_fake_tree(root: &Path, n: usize) -> io::Result<()> {
 }
 
 /// A generated stats history: `users` users sampled every minute for `minutes`
-/// minutes up to `end`, in the collector's format. Memory follows a daily rhythm
+/// minutes up to `end`, written by the collector's own `stats_line` (every field
+/// a real line has). Memory follows a daily rhythm
 /// with noise; every 7th user runs close to its limit (above 90 % at the peaks),
 /// every 5th gets OOM kills, and every 10th has its slice re-created (its counter
 /// resets). Deterministic.
@@ -258,15 +260,39 @@ pub fn write_stats_history(
             } else {
                 0.5 * noise
             };
-            let pct = (cur as f64 * 10_000.0 / limit as f64).round() / 100.0;
-            writeln!(
-                w,
-                "{{\"timestamp\":\"{ts}\",\"user\":\"user{u:03}\",\"group\":\"{}\",\"memory_current_bytes\":{cur},\"memory_max_bytes\":{limit},\"memory_pct\":{pct},\"pids_current\":{},\"pids_max\":12288,\"psi_memory_some_avg10\":{psi_some:.2},\"psi_memory_full_avg10\":{:.2},\"psi_cpu_some_avg10\":{:.2},\"psi_cpu_full_avg10\":0.0,\"oom_count\":{k},\"oom_kill_count\":{k}}}",
-                if u % 5 == 4 { "researcher" } else { "student" },
-                100 + x % 400,
-                psi_some / 2.0,
-                noise * 3.0,
-            )?;
+            let psi = |some: f64, full: f64| {
+                let line = |avg10: f64| crate::cgroup::parse::PsiLine {
+                    avg10: (avg10 * 100.0).round() / 100.0,
+                    avg60: (avg10 * 80.0).round() / 100.0,
+                    ..Default::default()
+                };
+                Some(crate::cgroup::parse::Psi {
+                    some: line(some),
+                    full: Some(line(full)),
+                })
+            };
+            let slice = crate::collect::SliceStats {
+                group: if u % 5 == 4 { "researcher" } else { "student" }.into(),
+                user: format!("user{u:03}"),
+                memory_current: Some(cur),
+                memory_max: Some(Limit::Value(limit)),
+                memory_high: Some(Limit::Value(limit / 10 * 9)),
+                pids_current: Some(100 + x % 400),
+                pids_max: Some(Limit::Value(12288)),
+                psi_memory: psi(psi_some, psi_some / 2.0),
+                psi_cpu: psi(noise * 3.0, 0.0),
+                psi_io: psi(noise, noise / 2.0),
+                events: Some(crate::cgroup::MemoryEvents {
+                    high: Some(m as u64 / 100),
+                    max: Some(*k * 3),
+                    oom: Some(*k),
+                    oom_kill: Some(*k),
+                    ..Default::default()
+                }),
+                cpu_usage_usec: Some(m as u64 * 60_000_000 * (1 + u as u64 % 4) / 2),
+                ..Default::default()
+            };
+            w.write_all(crate::collect::stats_line(&ts, &slice).as_bytes())?;
         }
     }
     w.flush()
