@@ -183,6 +183,17 @@ fn bench(c: &mut Criterion) {
             b.iter(|| black_box(r.read(clock.tick())))
         });
         cpu_per_frame("top_frame_read_1000_users_cgroupfs", &mut r, 100);
+        // The interactive view: 45 rows on screen read whole (pressure, limits),
+        // the others only what sorting needs.
+        r.shown = Some(f.rows.iter().take(45).map(|r| r.user.clone()).collect());
+        c.bench_function("top_frame_read_1000_users_cgroupfs_45_on_screen", |b| {
+            b.iter(|| black_box(r.read(clock.tick())))
+        });
+        cpu_per_frame(
+            "top_frame_read_1000_users_cgroupfs_45_on_screen",
+            &mut r,
+            100,
+        );
         drop(r);
     }
 }

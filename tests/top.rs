@@ -235,7 +235,9 @@ fn once_plain_shows_the_gpu_column_on_a_gpu_host() {
 }
 
 /// More users than rows: only the rows on screen are drawn, and the window follows
-/// the selection down and back up.
+/// the selection down and back up; rows off screen are read without pressure and
+/// limits, and completed when they come on screen; sorting by pressure reads
+/// everyone's at once.
 #[test]
 fn the_table_scrolls_with_the_selection_in_tmux() {
     if !have_tmux() {
@@ -248,12 +250,16 @@ fn the_table_scrolls_with_the_selection_in_tmux() {
             .write(&root)
             .expect("slice");
     }
-    let sock = start_top(d.path(), &root, "--interval 200ms --sort user", 120, 24);
+    // A long interval: after the first frame (everyone read) and the second,
+    // half a second later (only the rows on screen read whole), no other frame
+    // comes while the selection moves.
+    let sock = start_top(d.path(), &root, "--interval 60s --sort user", 120, 24);
     let pane = wait_for(&sock, &|p| p.contains("60 users"), "the first frame");
     assert!(
         pane.contains("user0000") && !pane.contains("user0040"),
         "{pane}"
     );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
     for _ in 0..45 {
         tmux(&sock, &["send-keys", "-t", "top", "j"]);
     }
@@ -263,6 +269,13 @@ fn the_table_scrolls_with_the_selection_in_tmux() {
         "scrolled down to the selection",
     );
     assert!(pane.contains("q quit"), "the keys line stays: {pane}");
+    // Rows off screen are read without pressure and limits; a row scrolled on
+    // screen shows them at once (read when it came on screen).
+    let row = pane
+        .lines()
+        .find(|l| l.contains("user0045"))
+        .expect("the selected row");
+    assert!(row.contains("/48G") && row.contains("1.2/1.2/1.2"), "{row}");
     for _ in 0..45 {
         tmux(&sock, &["send-keys", "-t", "top", "k"]);
     }
@@ -270,6 +283,25 @@ fn the_table_scrolls_with_the_selection_in_tmux() {
         &sock,
         &|p| p.contains("user0000") && !p.contains("user0045"),
         "back at the top",
+    );
+    // Sorting by pressure needs everyone's: a frame is read at once, so a user
+    // off screen under pressure comes first without waiting for the interval.
+    let psi = "some avg10=9.50 avg60=1.00 avg300=0.10 total=1\nfull avg10=4.00 avg60=0.50 avg300=0.05 total=1\n";
+    let dir = FakeSlice::new("student", "user0059").dir(&root);
+    std::fs::write(dir.join("memory.pressure"), psi).expect("psi");
+    tmux(&sock, &["send-keys", "-t", "top", "4"]);
+    let pane = wait_for(
+        &sock,
+        &|p| p.contains("sort: pressure"),
+        "sorted by pressure",
+    );
+    let first = pane
+        .lines()
+        .find(|l| l.starts_with("user"))
+        .expect("a user row");
+    assert!(
+        first.starts_with("user0059") && first.contains("9.5/"),
+        "{pane}"
     );
     tmux(&sock, &["send-keys", "-t", "top", "q"]);
     let _ = tmux(&sock, &["kill-server"]);

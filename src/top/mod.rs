@@ -57,6 +57,10 @@ pub struct UserRow {
     pub others: Option<usize>,
     /// Their GPUs, on a host with GPUs.
     pub gpu: Option<GpuCell>,
+    /// Pressure and limits (and tasks, unless [`Reader::tasks_of_all`]) were not
+    /// read: the row was off screen (see [`Reader::shown`]); [`Reader::complete`]
+    /// reads them.
+    pub partial: bool,
 }
 
 /// A user's GPUs in one frame (from the GPU source, docs/gpu.md).
@@ -129,8 +133,6 @@ pub struct Reader {
     pub gpu_state: Option<PathBuf>,
     /// What is kept of each slice between frames: see [`SliceCache`].
     slices: PathMap<SliceCache>,
-    limits_at: Option<Instant>,
-    psi_at: Option<Instant>,
     /// The tree is on cgroupfs (checked at the first frame).
     cgroupfs: Option<bool>,
     /// A fingerprint of the last frame's cgroup directories: when a frame has the
@@ -139,6 +141,15 @@ pub struct Reader {
     /// The users whose containers are read (memory and CPU per container): the
     /// expanded ones. `None`: everyone's. The others' containers are only counted.
     pub detail: Option<HashSet<String>>,
+    /// The users whose every column is read: the rows on screen. The others get
+    /// what sorting and the "(N others)" row need — memory, CPU, and tasks when
+    /// `tasks_of_all` — and no pressure or limits: their rows are `partial`.
+    /// `None`: everyone.
+    pub shown: Option<HashSet<String>>,
+    /// Read everyone's task count (sorting by tasks, the "(N others)" row).
+    pub tasks_of_all: bool,
+    /// The last frame's slices, for [`Reader::complete`].
+    last: Vec<crate::cgroup::UserSlice>,
 }
 
 /// A hash of the directories of the cgroups a frame read, in order.
@@ -171,12 +182,18 @@ type PathMap<V> = HashMap<std::ffi::OsString, V, foldhash::fast::RandomState>;
 #[derive(Debug, Clone)]
 struct SliceCache {
     /// MemoryMax, MemoryHigh, TasksMax, CPUQuota change only on `slices apply`:
-    /// read again every [`SLOW_REFRESH`] (four files fewer per slice and frame).
-    limits: SliceLimits,
+    /// read again after [`SLOW_REFRESH`] (four files fewer per slice and frame);
+    /// when they were read.
+    limits: Option<(SliceLimits, Instant)>,
     /// The kernel recomputes PSI averages every [`PSI_PERIOD`]: a read in between
     /// returns the same avg10 figures, so they are read that often.
-    psi: SlicePsi,
+    psi: Option<(SlicePsi, Instant)>,
     scopes: ScopeList,
+}
+
+/// A cached value read at most `every` ago, as of `now`.
+fn fresh<T: Copy>(v: Option<(T, Instant)>, every: Duration, now: Instant) -> Option<(T, Instant)> {
+    v.filter(|(_, at)| now.duration_since(*at) < every)
 }
 
 /// The kernel's PSI averaging period (`PSI_FREQ`, kernel/sched/psi.c).
@@ -226,9 +243,10 @@ impl Reader {
             gpu: None,
             gpu_state: None,
             slices: PathMap::default(),
-            limits_at: None,
-            psi_at: None,
             detail: None,
+            shown: None,
+            tasks_of_all: true,
+            last: Vec::new(),
             cgroupfs: None,
             dirs: (0, 0),
         }
@@ -282,27 +300,28 @@ impl Reader {
             self.ooms_at = Some(now);
         }
         let files = Arc::clone(&self.files);
-        let due = |at: &mut Option<Instant>, every: Duration| {
-            let due = at.is_none_or(|t| now.duration_since(t) >= every);
-            if due {
-                *at = Some(now);
-            }
-            due
-        };
         let read = Refresh {
-            limits: due(&mut self.limits_at, SLOW_REFRESH),
-            psi: due(&mut self.psi_at, PSI_PERIOD),
             cgroupfs: *self
                 .cgroupfs
                 .get_or_insert_with(|| OpenFiles::worth_it(&self.src.cgroup_root)),
             scopes: true,
+            full: true,
+            tasks: true,
             now,
         };
-        let (known, detail) = (&self.slices, &self.detail);
+        let (known, detail, shown) = (&self.slices, &self.detail, &self.shown);
+        let tasks_of_all = self.tasks_of_all;
         let raw = crate::cgroup::par_map(&w.slices, |s| {
             let scopes = detail.as_ref().is_none_or(|d| d.contains(&s.user));
+            let full = shown.as_ref().is_none_or(|d| d.contains(&s.user));
             let cached = known.get(s.dir.path.as_os_str());
-            read_raw(&s.dir, &files, cached, Refresh { scopes, ..read })
+            let read = Refresh {
+                scopes,
+                full,
+                tasks: full || tasks_of_all,
+                ..read
+            };
+            read_raw(&s.dir, &files, cached, read)
         });
         // The cgroups read (and their fingerprint), to prune the caches with when
         // something went away: the slices borrowed from the walk, the scopes
@@ -387,7 +406,43 @@ impl Reader {
             self.files.retain_dirs(|d| seen.contains(d.as_os_str()));
             self.dirs = fp;
         }
+        self.last = w.slices;
         f
+    }
+
+    /// Read pressure and limits now for the `partial` rows of `users` (rows that
+    /// came on screen since the frame was read: scrolled to, sorted up, filtered
+    /// in), so that no row on screen waits for the next frame.
+    /// Whether any row was completed.
+    pub fn complete(&mut self, f: &mut Frame, users: &HashSet<String>, now: Instant) -> bool {
+        let wanted = |r: &UserRow| r.partial && users.contains(&r.user);
+        if !f.rows.iter().any(wanted) {
+            return false;
+        }
+        let dirs: HashMap<&str, &CgroupDir> = self
+            .last
+            .iter()
+            .map(|s| (s.user.as_str(), &s.dir))
+            .collect();
+        for row in f.rows.iter_mut().filter(|r| wanted(r)) {
+            let Some(dir) = dirs.get(row.user.as_str()) else {
+                continue;
+            };
+            let mut d = (*dir).clone();
+            d.open_files = Shared(Some(Arc::clone(&self.files)));
+            let cache = self.slices.get_mut(dir.path.as_os_str());
+            // Unreadable now (the slice went away): the cells stay "-".
+            if let Ok((psi, limits)) = pressure_and_limits(&d, cache.as_deref(), now) {
+                fill(row, &psi.0, &limits.0);
+                if row.tasks.is_none() {
+                    row.tasks = d.pids_current().ok().flatten();
+                }
+                if let Some(c) = cache {
+                    (c.psi, c.limits) = (Some(psi), Some(limits));
+                }
+            }
+        }
+        true
     }
 
     fn host(&mut self, now: Instant) -> Host {
@@ -504,15 +559,17 @@ impl ScopeList {
     }
 }
 
-/// Which of a slice's slower-changing files a frame reads.
+/// What a frame reads of a slice.
 #[derive(Debug, Clone, Copy)]
 struct Refresh {
-    limits: bool,
-    psi: bool,
     /// The tree is on cgroupfs (see [`ScopeList`]).
     cgroupfs: bool,
     /// Read the containers' files (else only count them).
     scopes: bool,
+    /// Read pressure and limits (else the row is `partial`).
+    full: bool,
+    /// Read the task count.
+    tasks: bool,
     now: Instant,
 }
 
@@ -526,8 +583,60 @@ struct Raw {
     scopes: Vec<(String, CgroupDir, Option<u64>, CpuStat)>,
 }
 
+/// A slice's pressure and limits, each from `cached` while fresh (PSI for
+/// [`PSI_PERIOD`], limits for [`SLOW_REFRESH`]), else read; with when read.
+#[allow(clippy::type_complexity)]
+fn pressure_and_limits(
+    d: &CgroupDir,
+    cached: Option<&SliceCache>,
+    now: Instant,
+) -> Result<((SlicePsi, Instant), (SliceLimits, Instant)), crate::cgroup::CgroupError> {
+    let psi = match fresh(cached.and_then(|c| c.psi), PSI_PERIOD, now) {
+        Some(p) => p,
+        None => {
+            let mem = d.psi("memory")?;
+            let psi = SlicePsi {
+                mem_some: psi10(mem, false),
+                mem_full: psi10(mem, true),
+                cpu_some: psi10(d.psi("cpu")?, false),
+                io_some: psi10(d.psi("io")?, false),
+            };
+            (psi, now)
+        }
+    };
+    let limits = match fresh(cached.and_then(|c| c.limits), SLOW_REFRESH, now) {
+        Some(l) => l,
+        None => {
+            let limits = SliceLimits {
+                memory_max: d.memory_max()?.and_then(Limit::value),
+                memory_high: d.memory_high()?.and_then(Limit::value),
+                tasks_max: d.pids_max()?.and_then(Limit::value),
+                cpu_quota: d
+                    .cpu_max()?
+                    .and_then(|(q, period)| q.value().map(|q| q as f64 / period.max(1) as f64)),
+            };
+            (limits, now)
+        }
+    };
+    Ok((psi, limits))
+}
+
+/// A row's pressure and limit cells.
+fn fill(row: &mut UserRow, psi: &SlicePsi, limits: &SliceLimits) {
+    row.memory_max = limits.memory_max;
+    row.memory_high = limits.memory_high;
+    row.tasks_max = limits.tasks_max;
+    row.cpu_quota = limits.cpu_quota;
+    row.psi_mem_some = psi.mem_some;
+    row.psi_mem_full = psi.mem_full;
+    row.psi_cpu_some = psi.cpu_some;
+    row.psi_io_some = psi.io_some;
+    row.partial = false;
+}
+
 /// Read one slice (on a hybrid host its memory and pids from the v1 hierarchies);
-/// its limits and PSI only when `read` says so or `cached` has none.
+/// pressure and limits only for a `full` read (kept in the cache as they were
+/// otherwise).
 fn read_raw(
     slice: &CgroupDir,
     files: &Arc<OpenFiles>,
@@ -542,41 +651,18 @@ fn read_raw(
         read.cgroupfs,
         read.now,
     );
-    let psi = match cached {
-        Some(c) if !read.psi => c.psi,
-        _ => {
-            let mem = d.psi("memory")?;
-            SlicePsi {
-                mem_some: psi10(mem, false),
-                mem_full: psi10(mem, true),
-                cpu_some: psi10(d.psi("cpu")?, false),
-                io_some: psi10(d.psi("io")?, false),
-            }
-        }
-    };
-    let limits = match cached {
-        Some(c) if !read.limits => c.limits,
-        _ => SliceLimits {
-            memory_max: d.memory_max()?.and_then(Limit::value),
-            memory_high: d.memory_high()?.and_then(Limit::value),
-            tasks_max: d.pids_max()?.and_then(Limit::value),
-            cpu_quota: d
-                .cpu_max()?
-                .and_then(|(q, period)| q.value().map(|q| q as f64 / period.max(1) as f64)),
-        },
-    };
     let mut row = UserRow {
         memory: d.memory_current()?,
-        memory_max: limits.memory_max,
-        memory_high: limits.memory_high,
-        tasks: d.pids_current()?,
-        tasks_max: limits.tasks_max,
-        cpu_quota: limits.cpu_quota,
-        psi_mem_some: psi.mem_some,
-        psi_mem_full: psi.mem_full,
-        psi_cpu_some: psi.cpu_some,
-        psi_io_some: psi.io_some,
+        tasks: if read.tasks { d.pids_current()? } else { None },
+        partial: true,
         ..UserRow::default()
+    };
+    let (psi, limits) = if read.full {
+        let (psi, limits) = pressure_and_limits(&d, cached, read.now)?;
+        fill(&mut row, &psi.0, &limits.0);
+        (Some(psi), Some(limits))
+    } else {
+        (cached.and_then(|c| c.psi), cached.and_then(|c| c.limits))
     };
     let cpu = d.cpu_stat()?;
     let mut scopes = Vec::with_capacity(list.names.len());

@@ -40,6 +40,7 @@ fn row(user: &str, group: &str, mem: u64, cpu: f64) -> UserRow {
         ooms_24h: 0,
         others: None,
         gpu: None,
+        partial: false,
     }
 }
 
@@ -352,4 +353,60 @@ fn containers_are_read_for_expanded_users_and_counted_for_all() {
             .sum::<usize>(),
         4
     );
+}
+
+/// Pressure and limits are read for the users on screen (`shown`) only; a row
+/// that comes on screen is completed at once, from the kernel's files.
+#[test]
+fn rows_off_screen_skip_pressure_and_limits_until_completed() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let root = d.path().join("ds01.slice");
+    for user in ["alice", "bob"] {
+        FakeSlice::new("student", user).write(&root).expect("slice");
+    }
+    let mut r = reader(&root, d.path());
+    r.shown = Some(HashSet::from(["alice".to_string()]));
+    r.tasks_of_all = false;
+    let t0 = Instant::now();
+    let mut f = r.read(t0);
+    let by = |f: &Frame, u: &str| f.rows.iter().find(|r| r.user == u).expect("row").clone();
+    let (alice, bob) = (by(&f, "alice"), by(&f, "bob"));
+    assert!(!alice.partial);
+    assert_eq!(
+        (alice.psi_mem_some, alice.memory_max),
+        (Some(1.25), Some(48 << 30))
+    );
+    assert!(bob.partial, "off screen");
+    assert_eq!(
+        (bob.psi_mem_some, bob.memory_max, bob.tasks_max, bob.tasks),
+        (None, None, None, None)
+    );
+    assert!(bob.memory.is_some(), "what sorting needs: read");
+    // Bob scrolls on screen: completed now, from the files.
+    let b = FakeSlice::new("student", "bob");
+    std::fs::write(b.dir(&root).join("memory.max"), format!("{}\n", 8u64 << 30)).expect("write");
+    let bob_only = HashSet::from(["bob".to_string()]);
+    assert!(r.complete(&mut f, &bob_only, t0));
+    let bob = by(&f, "bob");
+    assert!(!bob.partial);
+    assert_eq!(
+        (bob.psi_mem_some, bob.memory_max),
+        (Some(1.25), Some(8 << 30))
+    );
+    assert!(bob.tasks.is_some());
+    assert!(
+        !r.complete(&mut f, &bob_only, t0),
+        "nothing left to complete"
+    );
+    // Completed values are cached like a full read's: not read again within 10 s.
+    std::fs::write(b.dir(&root).join("memory.max"), format!("{}\n", 4u64 << 30)).expect("write");
+    r.shown = Some(bob_only);
+    let f = r.read(t0 + Duration::from_secs(1));
+    assert_eq!(by(&f, "bob").memory_max, Some(8 << 30));
+    assert!(by(&f, "alice").partial, "alice went off screen");
+    assert!(by(&f, "alice").tasks.is_none());
+    // Sorting by tasks (or a non-admin's "(N others)" row) reads everyone's.
+    r.tasks_of_all = true;
+    let f = r.read(t0 + Duration::from_secs(2));
+    assert!(by(&f, "alice").tasks.is_some());
 }

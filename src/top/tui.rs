@@ -9,6 +9,7 @@ use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Paragraph, Row, Table, TableState};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 pub struct Opts {
@@ -59,14 +60,54 @@ fn bar(frac: f64, n: usize) -> String {
     format!("{}{}", "█".repeat(filled), "·".repeat(n - filled))
 }
 
+/// Table rows on screen in a terminal `height` lines high (less the header, the
+/// table's head and the keys line).
+fn table_height(height: u16) -> usize {
+    usize::from(height.saturating_sub(3)).max(1)
+}
+
+/// Move the window of table rows on screen just enough to show the selected one.
+fn scroll(rows: &[super::UserRow], view: &View, ui: &mut Ui, height: usize) {
+    let sel = row_index(rows, view, ui.selected);
+    if sel < ui.offset {
+        ui.offset = sel;
+    } else if sel >= ui.offset + height {
+        ui.offset = sel + 1 - height;
+    }
+}
+
+/// The users with a table row (theirs or a container's) in the window.
+fn on_screen(
+    rows: &[super::UserRow],
+    view: &View,
+    window: std::ops::Range<usize>,
+) -> HashSet<String> {
+    let mut users = HashSet::new();
+    let mut at = 0;
+    for r in rows {
+        let end = at
+            + 1
+            + if view.expanded.contains(&r.user) {
+                r.containers.len()
+            } else {
+                0
+            };
+        if at < window.end && end > window.start && r.others.is_none() {
+            users.insert(r.user.clone());
+        }
+        at = end;
+    }
+    users
+}
+
 fn draw(
     term: &mut ratatui::DefaultTerminal,
     f: &Frame,
+    rows: &[super::UserRow],
     view: &View,
-    ui: &mut Ui,
+    ui: &Ui,
     opts: &Opts,
 ) -> std::io::Result<()> {
-    let rows = view.rows(f);
     term.draw(|fr| {
         let area = fr.area();
         let [top, mid, bottom] = Layout::vertical([
@@ -83,19 +124,13 @@ fn draw(
         let cols = columns(area.width, f.gpus.is_some());
         let head =
             Row::new(cols.iter().map(|c| HEADERS[*c])).style(style(Style::default().reversed()));
-        // The window of table rows on screen, moved just enough to show the
-        // selected one.
-        let height = usize::from(mid.height.saturating_sub(1)).max(1);
-        let sel = row_index(&rows, view, ui.selected);
-        if sel < ui.offset {
-            ui.offset = sel;
-        } else if sel >= ui.offset + height {
-            ui.offset = sel + 1 - height;
-        }
+        // The window of table rows on screen (see `scroll`).
+        let height = table_height(area.height);
+        let sel = row_index(rows, view, ui.selected);
         let shown = ui.offset..ui.offset + height;
         let mut table_rows = Vec::new();
         let mut at = 0;
-        for r in &rows {
+        for r in rows {
             let subs = if view.expanded.contains(&r.user) {
                 r.containers.len()
             } else {
@@ -211,12 +246,41 @@ fn event_loop(
         offset: 0,
         editing: None,
     };
-    // Containers are read for the expanded users only.
-    reader.detail = Some(view.expanded.clone());
-    let mut frame = reader.read(Instant::now());
-    let mut next = Instant::now() + opts.interval.min(Duration::from_millis(500));
+    let mut frame = Frame::default();
+    // The first frame at once, the second soon after (CPU needs two).
+    let mut next = Instant::now();
+    let mut first = true;
     loop {
-        draw(term, &frame, view, &mut ui, opts)?;
+        // What the view needs of everyone, as it is now (a sort key just
+        // pressed reads a frame at once): pressure when an admin sorts by it,
+        // tasks when sorted by them or summed in the "(N others)" row;
+        // containers for the expanded users.
+        let everyone = view.viewer.admin && view.sort == SortKey::Pressure;
+        if Instant::now() >= next {
+            if everyone {
+                reader.shown = None;
+            }
+            reader.tasks_of_all = !view.viewer.admin || view.sort == SortKey::Tasks;
+            reader.detail = Some(view.expanded.clone());
+            frame = reader.read(Instant::now());
+            let every = match first {
+                true => opts.interval.min(Duration::from_millis(500)),
+                false => opts.interval,
+            };
+            (next, first) = (Instant::now() + every, false);
+        }
+        let mut rows = view.rows(&frame);
+        ui.selected = ui.selected.min(rows.len().saturating_sub(1));
+        let height = table_height(term.size()?.height);
+        scroll(&rows, view, &mut ui, height);
+        // Every column is read for the rows on screen, the rest as above. Rows
+        // that came on screen since the frame was read are completed now.
+        let users = on_screen(&rows, view, ui.offset..ui.offset + height);
+        if reader.complete(&mut frame, &users, Instant::now()) {
+            rows = view.rows(&frame);
+        }
+        reader.shown = (!everyone).then_some(users);
+        draw(term, &frame, &rows, view, &ui, opts)?;
         let wait = next.saturating_duration_since(Instant::now());
         if event::poll(wait)? {
             match event::read()? {
@@ -236,7 +300,7 @@ fn event_loop(
                         }
                         continue;
                     }
-                    let n = view.rows(&frame).len();
+                    let n = rows.len();
                     match k.code {
                         KeyCode::Char('q') | KeyCode::Esc => return Ok(()),
                         KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => {
@@ -249,7 +313,7 @@ fn event_loop(
                             ui.selected = (ui.selected + 1).min(n.saturating_sub(1))
                         }
                         KeyCode::Enter | KeyCode::Char(' ') => {
-                            if let Some(r) = view.rows(&frame).get(ui.selected)
+                            if let Some(r) = rows.get(ui.selected)
                                 && r.others.is_none()
                                 && !view.expanded.remove(&r.user)
                             {
@@ -264,9 +328,11 @@ fn event_loop(
                                 .position(|s| *s == view.sort)
                                 .unwrap_or(0);
                             view.sort = SortKey::ALL[(i + 1) % SortKey::ALL.len()];
+                            next = Instant::now();
                         }
                         KeyCode::Char(d @ '1'..='7') => {
                             view.sort = SortKey::ALL[(d as u8 - b'1') as usize];
+                            next = Instant::now();
                         }
                         KeyCode::Char('/') => ui.editing = Some(view.filter.clone()),
                         KeyCode::Char('c') => view.filter.clear(),
@@ -276,12 +342,6 @@ fn event_loop(
                 // A resize is redrawn at the top of the loop.
                 _ => {}
             }
-            continue;
         }
-        reader.detail = Some(view.expanded.clone());
-        frame = reader.read(Instant::now());
-        let n = view.rows(&frame).len();
-        ui.selected = ui.selected.min(n.saturating_sub(1));
-        next = Instant::now() + opts.interval;
     }
 }
