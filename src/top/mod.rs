@@ -57,9 +57,9 @@ pub struct UserRow {
     pub others: Option<usize>,
     /// Their GPUs, on a host with GPUs.
     pub gpu: Option<GpuCell>,
-    /// Pressure and limits (and tasks, unless [`Reader::tasks_of_all`]) were not
-    /// read: the row was off screen (see [`Reader::shown`]); [`Reader::complete`]
-    /// reads them.
+    /// Pressure, limits, the container count (and tasks, unless
+    /// [`Reader::tasks_of_all`]) were not read: the row was off screen (see
+    /// [`Reader::shown`]); [`Reader::complete`] reads them.
     pub partial: bool,
 }
 
@@ -143,8 +143,8 @@ pub struct Reader {
     pub detail: Option<HashSet<String>>,
     /// The users whose every column is read: the rows on screen. The others get
     /// what sorting and the "(N others)" row need — memory, CPU, and tasks when
-    /// `tasks_of_all` — and no pressure or limits: their rows are `partial`.
-    /// `None`: everyone.
+    /// `tasks_of_all` — and no pressure, limits or container count: their rows
+    /// are `partial`. `None`: everyone.
     pub shown: Option<HashSet<String>>,
     /// Read everyone's task count (sorting by tasks, the "(N others)" row).
     pub tasks_of_all: bool,
@@ -188,7 +188,8 @@ struct SliceCache {
     /// The kernel recomputes PSI averages every [`PSI_PERIOD`]: a read in between
     /// returns the same avg10 figures, so they are read that often.
     psi: Option<(SlicePsi, Instant)>,
-    scopes: ScopeList,
+    /// Listed for the rows read whole and the expanded users.
+    scopes: Option<ScopeList>,
 }
 
 /// A cached value read at most `every` ago, as of `now`.
@@ -437,8 +438,11 @@ impl Reader {
                 if row.tasks.is_none() {
                     row.tasks = d.pids_current().ok().flatten();
                 }
+                let prev = cache.as_ref().and_then(|c| c.scopes.as_ref());
+                let list = ScopeList::get(&dir.path, prev, self.cgroupfs == Some(true), now);
+                row.ctrs = list.names.len();
                 if let Some(c) = cache {
-                    (c.psi, c.limits) = (Some(psi), Some(limits));
+                    (c.psi, c.limits, c.scopes) = (Some(psi), Some(limits), Some(list));
                 }
             }
         }
@@ -645,12 +649,12 @@ fn read_raw(
 ) -> Result<Raw, crate::cgroup::CgroupError> {
     let mut d = slice.clone();
     d.open_files = Shared(Some(Arc::clone(files)));
-    let list = ScopeList::get(
-        &slice.path,
-        cached.map(|c| &c.scopes),
-        read.cgroupfs,
-        read.now,
-    );
+    // The container list: for rows read whole and expanded users (the count is
+    // a column, on screen only).
+    let list = (read.full || read.scopes).then(|| {
+        let prev = cached.and_then(|c| c.scopes.as_ref());
+        ScopeList::get(&slice.path, prev, read.cgroupfs, read.now)
+    });
     let mut row = UserRow {
         memory: d.memory_current()?,
         tasks: if read.tasks { d.pids_current()? } else { None },
@@ -665,13 +669,15 @@ fn read_raw(
         (cached.and_then(|c| c.psi), cached.and_then(|c| c.limits))
     };
     let cpu = d.cpu_stat()?;
-    let mut scopes = Vec::with_capacity(list.names.len());
+    let listed: &[String] = list.as_ref().map_or(&[], |l| &l.names);
+    let mut scopes = Vec::new();
     let mut gone = false;
-    let names: &[String] = if read.scopes { &list.names } else { &[] };
+    let names: &[String] = if read.scopes { listed } else { &[] };
+    let kept_dir = list.as_ref().is_some_and(|l| l.dir.is_some());
     for name in names {
         let scope = d.child(name);
         let cpu = scope.cpu_stat().ok().flatten();
-        if cpu.is_none() && list.dir.is_some() && !scope.path.exists() {
+        if cpu.is_none() && kept_dir && !scope.path.exists() {
             // Went away since it was listed: not shown, and listed again next
             // frame.
             gone = true;
@@ -684,16 +690,16 @@ fn read_raw(
     row.ctrs = if read.scopes {
         scopes.len()
     } else {
-        list.names.len()
+        listed.len()
     };
-    let list = if gone {
+    let list = match list {
         // No link count matches: listed again next frame.
-        ScopeList {
+        Some(l) if gone => Some(ScopeList {
             nlink: u64::MAX,
-            ..list
-        }
-    } else {
-        list
+            ..l
+        }),
+        Some(l) => Some(l),
+        None => cached.and_then(|c| c.scopes.clone()),
     };
     Ok(Raw {
         row,

@@ -362,11 +362,14 @@ fn rows_off_screen_skip_pressure_and_limits_until_completed() {
     let d = tempfile::tempdir().expect("tempdir");
     let root = d.path().join("ds01.slice");
     for user in ["alice", "bob"] {
-        FakeSlice::new("student", user).write(&root).expect("slice");
+        let mut s = FakeSlice::new("student", user);
+        s.containers = vec![(format!("{user}1"), 0)];
+        s.write(&root).expect("slice");
     }
     let mut r = reader(&root, d.path());
     r.shown = Some(HashSet::from(["alice".to_string()]));
     r.tasks_of_all = false;
+    r.detail = Some(HashSet::new());
     let t0 = Instant::now();
     let mut f = r.read(t0);
     let by = |f: &Frame, u: &str| f.rows.iter().find(|r| r.user == u).expect("row").clone();
@@ -378,8 +381,14 @@ fn rows_off_screen_skip_pressure_and_limits_until_completed() {
     );
     assert!(bob.partial, "off screen");
     assert_eq!(
-        (bob.psi_mem_some, bob.memory_max, bob.tasks_max, bob.tasks),
-        (None, None, None, None)
+        (
+            bob.psi_mem_some,
+            bob.memory_max,
+            bob.tasks_max,
+            bob.tasks,
+            bob.ctrs
+        ),
+        (None, None, None, None, 0)
     );
     assert!(bob.memory.is_some(), "what sorting needs: read");
     // Bob scrolls on screen: completed now, from the files.
@@ -394,6 +403,7 @@ fn rows_off_screen_skip_pressure_and_limits_until_completed() {
         (Some(1.25), Some(8 << 30))
     );
     assert!(bob.tasks.is_some());
+    assert_eq!(bob.ctrs, 1, "containers counted");
     assert!(
         !r.complete(&mut f, &bob_only, t0),
         "nothing left to complete"
