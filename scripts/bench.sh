@@ -67,7 +67,7 @@ cat "$W/docker.md"
 # --- ds01 stats --summary over 7 days x 100 users (1,008,000 lines) against jq ---
 # The jq pipeline computes less (peak and mean only); it is a lower bound for jq.
 H=$("$B" demo --dir "$W/st" --history-users 100 --history-days 7 --write-only | tail -1)
-hyperfine --warmup 1 --runs 3 --export-markdown "$W/stats.md" \
+hyperfine -N --warmup 1 --runs 3 --export-markdown "$W/stats.md" \
     -n "ds01 stats --summary" "$B stats --file $H --summary" \
     -n "jq -c 'select(.memory_pct > 90)' (one pass, no summary)" "jq -c 'select(.memory_pct > 90)' $H" \
     -n "jq: peak and mean per user" "jq -nR '[inputs | fromjson?] | group_by(.user) | map({user: .[0].user, peak: (map(.memory_pct)|max), mean: (map(.memory_pct)|add/length)})' $H" \
@@ -76,3 +76,10 @@ cat "$W/stats.md"
 
 # --- ds01 monitor: idle cost with 1,000 slices, /metrics with 1,000 users ---
 ./scripts/bench-monitor.sh
+
+# --- ds01 top: what an interactive view costs on 1,000 real slices (root only) ---
+if [ "$(id -u)" = 0 ]; then
+    ./scripts/bench-top-interactive.sh "$B"
+else
+    echo "skipped: scripts/bench-top-interactive.sh makes real cgroups and needs root"
+fi
