@@ -629,17 +629,38 @@ fn point_of<'a>(line: &'a str, f: &Filter, malformed: &mut usize) -> Option<(Raw
     Some((r, point))
 }
 
-/// Fold each matching line of the log and its rotations (oldest first; each
-/// file on every core) into a per-user state; `then` joins a user's state with
-/// the one from the lines after it. Returns the states and the malformed count.
-fn fold_users<T: Default + Send>(
-    path: &Path,
-    f: &Filter,
-    add: &(dyn Fn(&mut T, &str, Point) + Sync),
-    then: &dyn Fn(&mut T, T),
-) -> io::Result<(Users<T>, usize)> {
+/// What a user's points are gathered into, in file order: a running
+/// [`Reduction`], or the points themselves.
+trait Gather: Default + Send {
+    fn push(&mut self, p: Point);
+    /// Take in the same user's gathering over what came after in the file.
+    fn then(&mut self, later: Self);
+}
+
+impl Gather for Reduction {
+    fn push(&mut self, p: Point) {
+        Reduction::push(self, p);
+    }
+    fn then(&mut self, later: Self) {
+        Reduction::then(self, later);
+    }
+}
+
+impl Gather for Vec<Point> {
+    fn push(&mut self, p: Point) {
+        Vec::push(self, p);
+    }
+    fn then(&mut self, later: Self) {
+        self.extend(later);
+    }
+}
+
+/// Gather each matching line of the log and its rotations (oldest first; each
+/// file on every core) under its user, with the group of their latest sample.
+/// Returns them and the malformed count.
+fn gather<T: Gather>(path: &Path, f: &Filter) -> io::Result<(Users<(LatestGroup, T)>, usize)> {
     struct Part<T> {
-        by: Users<T>,
+        by: Users<(LatestGroup, T)>,
         malformed: usize,
     }
     let init = || Part {
@@ -650,19 +671,22 @@ fn fold_users<T: Default + Send>(
         let Some((r, point)) = point_of(line, f, &mut p.malformed) else {
             return;
         };
-        let state = match p.by.get_mut(r.user) {
+        let (group, points) = match p.by.get_mut(r.user) {
             Some(s) => s,
             None => p.by.entry(r.user.to_string()).or_default(),
         };
-        add(state, r.group, point);
+        group.see(r.group, point.ts);
+        points.push(point);
     };
-    let mut by: Users<T> = Users::default();
+    let mut by: Users<(LatestGroup, T)> = Users::default();
     let mut malformed = 0;
     for file in files_for(path, f.since, first_stats_ts) {
         for part in par_fold(&file, &init, &step)? {
             malformed += part.malformed;
-            for (user, state) in part.by {
-                then(by.entry(user).or_default(), state);
+            for (user, (group, points)) in part.by {
+                let mine = by.entry(user).or_default();
+                mine.0.then(group);
+                mine.1.then(points);
             }
         }
     }
@@ -675,19 +699,7 @@ fn fold_users<T: Default + Send>(
 /// back) is read again with their points kept and sorted. Returns the summaries
 /// and the malformed count.
 pub fn load_summary(path: &Path, f: &Filter) -> io::Result<(Vec<Summary>, usize)> {
-    type State = (LatestGroup, Reduction);
-    let (mut by, malformed) = fold_users(
-        path,
-        f,
-        &|s: &mut State, group, p| {
-            s.0.see(group, p.ts);
-            s.1.push(p);
-        },
-        &|s: &mut State, later: State| {
-            s.0.then(later.0);
-            s.1.then(later.1);
-        },
-    )?;
+    let (mut by, malformed) = gather::<Reduction>(path, f)?;
     let disordered: Vec<String> = by
         .iter()
         .filter(|(_, (_, r))| r.disordered)
@@ -698,19 +710,7 @@ pub fn load_summary(path: &Path, f: &Filter) -> io::Result<(Vec<Summary>, usize)
             users: disordered,
             ..f.clone()
         };
-        type Kept = (LatestGroup, Vec<Point>);
-        let (points, _) = fold_users(
-            path,
-            &again,
-            &|s: &mut Kept, group, p| {
-                s.0.see(group, p.ts);
-                s.1.push(p);
-            },
-            &|s: &mut Kept, later: Kept| {
-                s.0.then(later.0);
-                s.1.extend(later.1);
-            },
-        )?;
+        let (points, _) = gather::<Vec<Point>>(path, &again)?;
         by.extend(reduce_sorted(points));
     }
     Ok((summaries(by), malformed))
