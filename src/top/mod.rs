@@ -411,10 +411,9 @@ impl Reader {
         f
     }
 
-    /// Read pressure and limits now for the `partial` rows of `users` (rows that
-    /// came on screen since the frame was read: scrolled to, sorted up, filtered
-    /// in), so that no row on screen waits for the next frame.
-    /// Whether any row was completed.
+    /// Read what the `partial` rows of `users` lack (rows that came on screen
+    /// since the frame was read: scrolled to, sorted up, filtered in), now, so
+    /// that no row on screen waits for the next frame. Whether any row was.
     pub fn complete(&mut self, f: &mut Frame, users: &HashSet<String>, now: Instant) -> bool {
         let wanted = |r: &UserRow| r.partial && users.contains(&r.user);
         if !f.rows.iter().any(wanted) {
