@@ -250,6 +250,9 @@ pub struct OomRise {
     /// pass read later and got the lock first). Nothing to log, nothing to save.
     pub stale: bool,
     pub containers: Vec<(String, u64)>,
+    /// The one container named went away before this read (named by
+    /// elimination: no container here counted the kill).
+    pub container_gone: bool,
 }
 
 /// Compare a slice with the state. A new cgroup inode is a reset: every kill
@@ -268,6 +271,7 @@ pub fn oom_rise(prev_count: Option<u64>, prev: Option<&Tracking>, s: &SliceStats
             reset: false,
             stale: true,
             containers: Vec::new(),
+            container_gone: false,
         };
     }
     let reset = inode_changed || lower;
@@ -292,12 +296,31 @@ pub fn oom_rise(prev_count: Option<u64>, prev: Option<&Tracking>, s: &SliceStats
         }
         containers.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     }
+    // No container here counted the kill, and exactly one container of this same
+    // cgroup went away since the last read: the kill of a container's main process
+    // ends the container, and its scope can be removed before the kill is read.
+    let gone = match prev {
+        Some(t) if new_kills > 0 && containers.is_empty() && same_cgroup => {
+            let mut gone = t
+                .containers
+                .keys()
+                .filter(|id| !s.containers.iter().any(|(c, _)| c == *id));
+            match (gone.next(), gone.next()) {
+                (Some(id), None) => Some(id.clone()),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let container_gone = gone.is_some();
+    containers.extend(gone.map(|id| (id, new_kills)));
     OomRise {
         new_kills,
         total,
         reset,
         stale: false,
         containers,
+        container_gone,
     }
 }
 
@@ -502,6 +525,9 @@ pub fn track_ooms_as(
                 .detail("total_oom_kills", rise.total);
             if rise.reset {
                 ev = ev.detail("counter_reset", true);
+            }
+            if rise.container_gone {
+                ev = ev.detail("container_gone", true);
             }
             if let Some((id, _)) = rise.containers.first() {
                 ev = ev.detail("container_id", id.as_str());

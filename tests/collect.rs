@@ -676,3 +676,53 @@ fn a_container_counter_seen_before_its_slice_still_attributes_the_kill() {
     assert_eq!(evs.len(), 2);
     assert_eq!(evs[1]["details"]["container_id"], new_id.as_str());
 }
+
+/// A kill no present container counted, with one container of the same cgroup
+/// gone since the last read, names that container (its scope went with it);
+/// with two gone, or in a new cgroup, or with one that counted it, it does not
+/// guess.
+#[test]
+fn a_kill_after_its_containers_scope_went_names_the_one_that_went() {
+    use ds01::collect::{SliceStats, Tracking, oom_rise};
+    let tracking = |inode: u64, ids: &[&str]| Tracking {
+        inode: Some(inode),
+        containers: ids.iter().map(|i| (i.to_string(), 0)).collect(),
+    };
+    let now = |inode: u64, kills: u64, ids: &[(&str, u64)]| SliceStats {
+        inode: Some(inode),
+        events: Some(ds01::cgroup::MemoryEvents {
+            oom_kill: Some(kills),
+            ..Default::default()
+        }),
+        containers: ids.iter().map(|(i, n)| (i.to_string(), *n)).collect(),
+        ..Default::default()
+    };
+    let r = oom_rise(
+        Some(0),
+        Some(&tracking(7, &["a", "b"])),
+        &now(7, 1, &[("b", 0)]),
+    );
+    assert_eq!(
+        (r.new_kills, r.containers.clone(), r.container_gone),
+        (1, vec![("a".to_string(), 1)], true)
+    );
+    // Two went: no guess.
+    let r = oom_rise(Some(0), Some(&tracking(7, &["a", "b"])), &now(7, 1, &[]));
+    assert!(r.containers.is_empty() && !r.container_gone);
+    // A new cgroup (re-created slice): the old one's containers say nothing.
+    let r = oom_rise(Some(0), Some(&tracking(7, &["a"])), &now(8, 1, &[]));
+    assert!(r.containers.is_empty() && !r.container_gone && r.reset);
+    // A present container counted it: that one, not the one that went.
+    let r = oom_rise(
+        Some(0),
+        Some(&tracking(7, &["a", "b"])),
+        &now(7, 1, &[("b", 1)]),
+    );
+    assert_eq!(
+        (r.containers.clone(), r.container_gone),
+        (vec![("b".to_string(), 1)], false)
+    );
+    // No kill: nothing named.
+    let r = oom_rise(Some(1), Some(&tracking(7, &["a"])), &now(7, 1, &[]));
+    assert!(r.containers.is_empty() && r.new_kills == 0);
+}

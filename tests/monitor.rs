@@ -360,6 +360,46 @@ fn a_user_slice_made_with_its_group_is_watched_at_once() {
     }
 }
 
+/// Docker's container scope appears in a watched slice: the slice is read at once,
+/// so when the container's main process is killed and its scope is gone before
+/// the kill is read, the container is still named (the one that went).
+#[test]
+fn a_container_whose_scope_went_before_its_kill_was_read_is_named() {
+    let mut a = FakeSlice::new("student", "alice");
+    let m = Mon::start_with(
+        std::slice::from_ref(&a),
+        3600,
+        Setup {
+            rescan: Some(3600),
+            ..Setup::default()
+        },
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    let id = format!("{:064x}", 0xc3);
+    // The scope, made whole and moved in (the monitor reads it when it appears).
+    let slice = a.dir(&m.root());
+    let made = slice.join("making");
+    std::fs::create_dir(&made).expect("scope dir");
+    std::fs::write(
+        made.join("memory.events"),
+        "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n",
+    )
+    .expect("scope memory.events");
+    let scope = slice.join(format!("docker-{id}.scope"));
+    std::fs::rename(&made, &scope).expect("scope in place");
+    wait_for(
+        || std::fs::read_to_string(m.p("state/oom-tracking.json")).is_ok_and(|t| t.contains(&id)),
+        "the container in alice's OOM tracking",
+    );
+    // The kill ends the container: its scope is gone before the kill is read.
+    std::fs::remove_dir_all(&scope).expect("scope goes");
+    bump_oom(&m.root(), &mut a, 1);
+    wait_for(|| !m.ooms().is_empty(), "the OOM event");
+    let ev = &m.ooms()[0];
+    assert_eq!(ev["details"]["container_id"], id.as_str(), "{ev}");
+    assert_eq!(ev["details"]["container_gone"], true, "{ev}");
+}
+
 #[test]
 fn alerts_are_written_for_users_near_a_limit() {
     let mut hot = FakeSlice::new("student", "alice");

@@ -345,6 +345,24 @@ impl Watches {
         self.scans += 1;
         let mut seen = std::collections::HashSet::new();
         for s in &w.slices {
+            // The slice directory too (a container's scope made in it): the slice
+            // is read then, so its OOM tracking knows the container before a kill
+            // — the kill of a container's main process can remove its scope before
+            // the kill is read, and the container is then named by elimination
+            // (collect::oom_rise).
+            if !self.by_path.contains_key(&s.dir.path)
+                && let Ok(wd) = inotify::add_watch(
+                    &self.fd,
+                    &s.dir.path,
+                    inotify::WatchFlags::CREATE
+                        | inotify::WatchFlags::MOVED_TO
+                        | inotify::WatchFlags::ONLYDIR,
+                )
+            {
+                self.by_path.insert(s.dir.path.clone(), wd);
+                self.by_wd.insert(wd, s.clone());
+            }
+            seen.insert(s.dir.path.clone());
             let file = s.dir.oom_file();
             seen.insert(file.clone());
             if self.by_path.contains_key(&file)
