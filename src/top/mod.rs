@@ -301,28 +301,21 @@ impl Reader {
             self.ooms_at = Some(now);
         }
         let files = Arc::clone(&self.files);
-        let read = Refresh {
-            cgroupfs: *self
-                .cgroupfs
-                .get_or_insert_with(|| OpenFiles::worth_it(&self.src.cgroup_root)),
-            scopes: true,
-            full: true,
-            tasks: true,
-            now,
-        };
+        let cgroupfs = *self
+            .cgroupfs
+            .get_or_insert_with(|| OpenFiles::worth_it(&self.src.cgroup_root));
         let (known, detail, shown) = (&self.slices, &self.detail, &self.shown);
         let tasks_of_all = self.tasks_of_all;
         let raw = crate::cgroup::par_map(&w.slices, |s| {
-            let scopes = detail.as_ref().is_none_or(|d| d.contains(&s.user));
             let full = shown.as_ref().is_none_or(|d| d.contains(&s.user));
-            let cached = known.get(s.dir.path.as_os_str());
             let read = Refresh {
-                scopes,
+                cgroupfs,
+                scopes: detail.as_ref().is_none_or(|d| d.contains(&s.user)),
                 full,
                 tasks: full || tasks_of_all,
-                ..read
+                now,
             };
-            read_raw(&s.dir, &files, cached, read)
+            read_raw(&s.dir, &files, known.get(s.dir.path.as_os_str()), read)
         });
         // The cgroups read (and their fingerprint), to prune the caches with when
         // something went away: the slices borrowed from the walk, the scopes
