@@ -78,8 +78,13 @@ pub fn read_slice_usage(s: &UserSlice) -> Result<SliceStats, CgroupError> {
 
 fn read_slice_with(s: &UserSlice, with_containers: bool) -> Result<SliceStats, CgroupError> {
     let d: &CgroupDir = &s.dir;
+    // The slice's counters before its containers': a kill between the two reads
+    // is then in a container's count and not yet in the slice's, which the next
+    // read settles (track_ooms_as keeps the containers' old counts until the slice
+    // rises). Read the other way round, the container's count was taken before the
+    // kill and the slice's after, and the kill could not be given to a container.
+    let events = d.memory_events()?;
     let mut containers = Vec::new();
-    // The containers' counters are read before the slice's (see oom_rise).
     let scopes = if with_containers {
         d.scopes()
     } else {
@@ -105,7 +110,7 @@ fn read_slice_with(s: &UserSlice, with_containers: bool) -> Result<SliceStats, C
         psi_memory: d.psi("memory")?,
         psi_cpu: d.psi("cpu")?,
         psi_io: d.psi("io")?,
-        events: d.memory_events()?,
+        events,
         cpu_usage_usec: d.cpu_usage_usec()?,
         inode: d.inode(),
         containers,
